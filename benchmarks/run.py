@@ -15,23 +15,13 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from unlearnkit.metrics import best_of
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Minimum wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def row(name: str, numerator: float, denominator: float, goal: float | None, what: str) -> dict:

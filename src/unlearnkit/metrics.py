@@ -266,3 +266,19 @@ class Timer:
     def __exit__(self, *exc) -> None:
         self._sync()
         self.seconds = time.perf_counter() - self._start
+
+
+def best_of(fn, repeats: int = 3, *, warmup: bool = True, device: torch.device | str | None = None) -> float:
+    """Minimum wall time in seconds of ``repeats`` calls of ``fn()`` (after one warm-up call).
+
+    The minimum is the least noisy estimate of a cost on a shared machine; with a CUDA
+    ``device`` each call is synchronised (see :class:`Timer`).
+    """
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        with Timer(device) as timer:
+            fn()
+        times.append(timer.seconds)
+    return min(times)

@@ -12,7 +12,6 @@ the notebook only plots and summarises. Profile defaults live in :data:`PROFILE_
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from .. import theory
 from ..config import build_config, check_choice, check_profile, check_range
+from ..metrics import best_of
 from ..runtime import generator
 from ..selection import SCORERS, deletion_order, removal_mask, score
 
@@ -597,23 +597,15 @@ def benchmark_maha_mu2(n: int, d: int, seed: int = 0, repeats: int = 2) -> dict:
     """Time MAHA-MU2 scoring of ``n × d`` float32 embeddings (n/2 unwanted, n/2 retained:
     covariance, Cholesky, whitening solve, norms) against one ``n × d × d`` matrix product.
 
-    Returns the best-of-``repeats`` seconds of each and their ratio.
+    Returns the best-of-``repeats`` seconds of each (after a warm-up call) and their ratio.
     """
     gen = generator(seed)
     X = torch.randn(n, d, generator=gen)
     W = torch.randn(d, d, generator=gen)
     X1, X2 = X[: n // 2], X[n // 2:]
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    matmul = best(lambda: X @ W)
-    maha = best(lambda: score("MAHA-MU2", X1, X2))
+    matmul = best_of(lambda: X @ W, repeats)
+    maha = best_of(lambda: score("MAHA-MU2", X1, X2), repeats)
     return {"n": n, "d": d, "matmul_s": matmul, "maha_mu2_s": maha, "ratio": maha / matmul}
 
 
