@@ -32,9 +32,9 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name}={value!r} is out of range; allowed: {lo}{low}, {high}{hi}")
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
+        hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {lo}, {hi}")
     return value
 
 

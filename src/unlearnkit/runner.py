@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import PROFILES, check_profile
+from .config import PROFILES, check_choice, check_profile, check_range
 
 BOOK_FILES = ("_config.yml", "intro.md", "bibliography.md", "references.bib", "appendix")
 
@@ -116,6 +116,66 @@ def check_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> None
                             f"expected {type(default).__name__} like the default {default!r}")
 
 
+RUNNER_SET = ("profile", "results_path")  # chosen by run_chapter's arguments, never by an override
+
+
+def _check_data_root(name: str, value: str, chapter_dir: Path) -> None:
+    if value and not (chapter_dir / Path(value).expanduser()).is_dir():
+        raise FileNotFoundError(f"{name}={value!r} is not a folder (relative paths start at {chapter_dir}); "
+                                "allowed: '' ($UNLEARNKIT_DATA, else ./data) or an existing folder")
+
+
+def _check_device(name: str, value: str, chapter_dir: Path) -> None:
+    from .runtime import resolve_device  # imports torch; names runtime.DEVICES on a bad value
+
+    resolve_device(value)
+
+
+def _check_scorer(name: str, value: str, chapter_dir: Path) -> None:
+    from .selection import SCORERS
+
+    check_choice(name, value, SCORERS)
+
+
+# Value checks of chapter parameters, by name or by ``*_suffix``; None marks a parameter left free.
+PARAMETER_CHECKS = {
+    "device": _check_device,
+    "seed": lambda name, value, _: check_range(name, value, 0),
+    "data_root": _check_data_root,
+    "*_budget": lambda name, value, _: check_range(name, value, 0, 1, low_open=True),
+    "combo_budget": lambda name, value, _: check_range(name, value, 0, 1, low_open=True, high_open=True),
+    "*_scorer": _check_scorer,
+    "*_slack": lambda name, value, _: check_range(name, value, 0),
+    "profile": None,          # set by the runner, checked by check_profile
+    "results_path": None,     # set by the runner
+    "benchmarks_path": None,  # an absent file is shown as "never measured"
+}
+
+
+def covering_key(name: str) -> str | None:
+    """The key of :data:`PARAMETER_CHECKS` covering ``name`` (itself, else ``*_suffix``), or None.
+
+    Parameters no key covers are free; tests hold the book's chapters to full coverage.
+    """
+    return next((key for key in (name, "*_" + name.rsplit("_", 1)[-1]) if key in PARAMETER_CHECKS), None)
+
+
+def check_parameter_values(defaults: dict[str, Any], overrides: dict[str, Any], chapter_dir: Path) -> None:
+    """Check the values a chapter will run with, before its kernel starts (names and types are
+    :func:`check_overrides`'s job). Errors name the bad value and the allowed ones."""
+    fixed = sorted(set(overrides) & set(RUNNER_SET))
+    if fixed:
+        raise ValueError(f"parameter(s) {fixed} are set by the runner (profile=/--profile, out=/--out); "
+                         f"allowed overrides: {sorted(set(defaults) - set(RUNNER_SET))}")
+    for name, value in {**defaults, **overrides}.items():
+        if value is None and defaults[name] is not None:
+            raise TypeError(f"parameter {name}=None; expected {type(defaults[name]).__name__} "
+                            f"like the default {defaults[name]!r}")
+        check = PARAMETER_CHECKS.get(covering_key(name))
+        if check is not None and value is not None:
+            check(name, value, chapter_dir)
+
+
 @contextmanager
 def _kernel_environment(root: Path) -> Iterator[None]:
     """Environment of the chapter's kernel, restored afterwards.
@@ -153,6 +213,8 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
     """
     import papermill
 
+    from .runtime import writable_folder
+
     root = project_root(root)
     path = resolve_chapter(root, name)
     check_profile(profile)
@@ -160,17 +222,12 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
     defaults = notebook_parameters(nb)
     overrides = dict(overrides or {})
     check_overrides(defaults, overrides)
+    check_parameter_values(defaults, overrides, path.parent)
     out = Path(out or root / "_build" / "runs" / profile).resolve()
     notebook_out = out / "chapters" / f"{path.stem}.ipynb"
     results_out = out / "results" / f"{path.stem}.json"
     for folder in (notebook_out.parent, results_out.parent):
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        try:
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise PermissionError(f"output folder {folder} is not writable: {err}") from err
+        writable_folder(folder, "output folder", " (out=, --out)")
     results_out.unlink(missing_ok=True)
     parameters = {**overrides, "profile": profile, "results_path": str(results_out)}
     check_overrides(defaults, parameters)

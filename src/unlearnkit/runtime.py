@@ -68,6 +68,24 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("UNLEARNKIT_CACHE") or default).expanduser().resolve()
 
 
+def writable_folder(folder: str | os.PathLike, what: str = "folder", hint: str = "") -> Path:
+    """Create ``folder`` if needed and prove it writable (a probe file, removed again).
+
+    Raises ``PermissionError`` naming ``what`` and the folder (plus ``hint``, e.g. which
+    setting chooses it) when it cannot be created or written, e.g. a file is in the way.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(f"{what} {folder} is not writable ({err.strerror or err}); "
+                              f"allowed: a writable folder{hint}") from None
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.

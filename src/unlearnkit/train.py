@@ -25,7 +25,7 @@ from . import __version__
 from .config import check_choice, check_range, config_hash
 from .data.core import TensorSet
 from .models import MODELS
-from .runtime import atomic_torch_save, atomic_write_text, cache_root, generator
+from .runtime import atomic_torch_save, atomic_write_text, cache_root, generator, writable_folder
 
 SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
 ONECYCLE_WARMUP = 0.25  # fraction of the steps spent warming up linearly (then linear decay to 0)
@@ -230,6 +230,20 @@ def _load_entry(path: Path, key: dict) -> dict | None:
     return entry
 
 
+def _write_sidecar(sidecar: Path, meta: dict, *, required: bool) -> None:
+    """Write the entry's human-readable meta; on a hit, only restore one a kill left unwritten.
+
+    A restore is best effort, so a read-only shared cache keeps serving its entries.
+    """
+    if not required and sidecar.is_file():
+        return
+    try:
+        atomic_write_text(sidecar, json.dumps(meta, indent=2, sort_keys=True))
+    except OSError:
+        if required:
+            raise
+
+
 def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Module], nn.Module], *,
                  cache_dir: str | Path | None = None,
                  device: torch.device | str | None = None) -> tuple[nn.Module, dict]:
@@ -254,14 +268,16 @@ def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Mo
         model.load_state_dict(entry["state_dict"])
         hit, seconds = True, float(entry["meta"]["train_seconds"])
     else:
+        # fail now, not after hours of training
+        writable_folder(path.parent, "model cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
         start = time.perf_counter()
         model = fit(build())
         seconds = time.perf_counter() - start
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         meta = {"key": key, "train_seconds": seconds}
-        atomic_torch_save({"state_dict": state, "meta": meta}, path)
-        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True))
+        atomic_torch_save({"state_dict": state, "meta": meta}, path)  # the entry exists once renamed
         hit = False
+    _write_sidecar(path.with_suffix(".json"), {"key": key, "train_seconds": seconds}, required=not hit)
     if device is not None:
         model.to(device)
     return model.eval(), {"hit": hit, "train_seconds": seconds, "path": str(path)}

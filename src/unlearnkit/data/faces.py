@@ -40,7 +40,6 @@ Images come back as uint8 ``[N, C, size, size]`` (resized with PIL, bilinear).
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ from PIL import Image
 
 from unlearnkit.config import check_choice, check_range
 from unlearnkit.data.core import Split, TensorSet
-from unlearnkit.data.loaders import ImageData
+from unlearnkit.data.loaders import ImageData, read_csv_rows
 from unlearnkit.runtime import data_root, generator
 
 MUFAC_FOLDER = "custom_korean_family_dataset_resolution_128"
@@ -98,6 +97,12 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> torch.Tensor:
 
 
 def _stack(paths: list[Path], size: int, mode: str) -> torch.Tensor:
+    """The images at ``paths`` as uint8 ``[N, C, size, size]``; a listed file that is absent
+    raises before anything is decoded."""
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{len(absent)} listed image file(s) are missing, e.g. {absent[0]}; "
+                                "the dataset copy is incomplete: unpack it again")
     channels = 3 if mode == "RGB" else 1
     if not paths:
         return torch.empty(0, channels, size, size, dtype=torch.uint8)
@@ -131,12 +136,7 @@ def _mufac_part(folder: Path, csv_name: str, image_dir: str, size: int, mode: st
     if not path.is_file():
         raise _missing("MUFAC metadata", path, "download custom_korean_family_dataset_resolution_128.zip "
                        "(linked from GitHub ndb796/MachineUnlearning) and unzip it under the data root")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in MUFAC_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}; expected at least {list(MUFAC_COLUMNS)}")
-        rows = list(reader)
+    rows = read_csv_rows(path, MUFAC_COLUMNS)
     bad = next((i for i, r in enumerate(rows) if r["age_class"] not in MUFAC_AGE_CLASSES), None)
     if bad is not None:
         raise ValueError(f"{path}, data row {bad + 1}: age_class {rows[bad]['age_class']!r}; "

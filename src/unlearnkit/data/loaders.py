@@ -124,6 +124,10 @@ def _cifar10_from_jpeg_folder(folder: Path, cache_dir: Path) -> ImageData:
     listing = {part: _scan_image_folder(folder / part, CIFAR10_CLASSES, ".jpg") for part in ("train", "test")}
     cache = cache_dir / f"cifar10-jpeg-{_listing_key(listing)}.pt"
     tensors = _read_cache(cache)
+    if tensors is not None and not _cache_matches(tensors, listing, size=32):
+        warnings.warn(f"ignoring the cache {cache}: its tensors do not match the image folder; decoding again",
+                      stacklevel=2)
+        tensors = None
     if tensors is None:
         tensors = {}
         for part, entries in listing.items():
@@ -170,6 +174,19 @@ def _read_cache(cache: Path) -> dict[str, torch.Tensor] | None:
     except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
         warnings.warn(f"ignoring the unreadable cache {cache} ({err}); decoding again", stacklevel=3)
         return None
+
+
+def _cache_matches(tensors, listing: dict[str, list[tuple[os.DirEntry, int]]], size: int) -> bool:
+    """Whether the cached ``{part}_x`` (uint8 ``[N, 3, size, size]``) and ``{part}_y`` fit the listing."""
+    if not isinstance(tensors, dict):
+        return False
+    for part, entries in listing.items():
+        x, y = tensors.get(f"{part}_x"), tensors.get(f"{part}_y")
+        labels = torch.tensor([label for _, label in entries], dtype=torch.long)
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dtype == torch.uint8
+                and tuple(x.shape) == (len(entries), 3, size, size) and torch.equal(y, labels)):
+            return False
+    return True
 
 
 def _write_cache(tensors: dict[str, torch.Tensor], cache: Path, stale_pattern: str) -> None:
@@ -330,6 +347,28 @@ def _read_png(path: Path, size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- text
 
 
+def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of the CSV file ``path`` as ``{column: value}`` dicts, in file order.
+
+    Raises ``ValueError`` naming the file when a ``required`` column is missing from the
+    header, a row lacks a value for one (a truncated file), or the file is not UTF-8 CSV.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path} lacks the column(s) {missing}; expected at least {list(required)}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"cannot read CSV file {path}: {err}") from None
+    short = next((i for i, row in enumerate(rows) if any(row[c] is None for c in required)), None)
+    if short is not None:
+        raise ValueError(f"{path}, data row {short + 1}: no value for column(s) "
+                         f"{[c for c in required if rows[short][c] is None]} (truncated file?)")
+    return rows
+
+
 def load_sms(root=None) -> TextData:
     """UCI SMS Spam Collection: ``root/SMSSpamCollection``, lines ``ham|spam<TAB>text``; y: spam = 1."""
     path = data_root(root) / "SMSSpamCollection"
@@ -361,12 +400,7 @@ def load_davidson(root=None) -> TextData:
     if not path.is_file():
         raise _missing("Davidson hate-speech CSV", [path], "get data/labeled_data.csv from GitHub "
                        "t-davidson/hate-speech-and-offensive-language and save it under that name")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in DAVIDSON_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}; expected {list(DAVIDSON_COLUMNS)}")
-        rows = [(row["tweet"], row["class"]) for row in reader]
+    rows = [(row["tweet"], row["class"]) for row in read_csv_rows(path, DAVIDSON_COLUMNS)]
     bad = next((i for i, (_, c) in enumerate(rows) if c not in ("0", "1", "2")), None)
     if bad is not None:
         raise ValueError(f"{path}, data row {bad + 1}: class {rows[bad][1]!r}; allowed: 0, 1, 2")
