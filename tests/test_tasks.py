@@ -43,3 +43,20 @@ def test_original_and_retrained_models_are_cached(tmp_path, monkeypatch):
     _, info4 = train_retrained(task, task.split("full_class", seed=0, forget_class=2), seed=0,
                                device="cpu", progress=False)
     assert not info3["hit"] and not info4["hit"] and info3["path"] != info4["path"]
+
+
+def test_retrain_time_is_measured_in_this_run_even_on_a_cache_hit(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    train = cifar10_task("smoke").train.__class__(epochs=3, batch_size=64, augment=False)
+    task = cifar10_task("smoke", train=train)
+    split = task.split("full_class", seed=0, forget_class=1)
+    _, trained_now = train_retrained(task, split, seed=0, device="cpu", progress=False)
+    assert not trained_now["hit"] and trained_now["seconds_this_run"] == trained_now["train_seconds"]
+    entries = sorted(p.name for p in tmp_path.rglob("*"))
+
+    state = torch.random.get_rng_state()
+    _, from_cache = train_retrained(task, split, seed=0, device="cpu", progress=False)
+    assert from_cache["hit"] and from_cache["train_seconds"] == trained_now["train_seconds"]
+    assert 0 < from_cache["seconds_this_run"] != from_cache["train_seconds"]  # timed now, not read back
+    assert torch.equal(torch.random.get_rng_state(), state), "the timing epoch must not move the global RNG"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == entries, "the timing epoch is not cached"

@@ -282,7 +282,7 @@ def task_problem(spec: TaskSpec, seed: int, *, original_seed: int, device, root=
               "train_seconds": float(info["train_seconds"]), "dataset": spec.task.dataset,
               "source": split.info.get("source", spec.task.dataset)}
              for role, info in (("original", info_o), ("retrained", info_r))]
-    return Problem(spec.key, seed, split, original.eval(), retrained.eval(), float(info_r["train_seconds"]), cache)
+    return Problem(spec.key, seed, split, original.eval(), retrained.eval(), float(info_r["seconds_this_run"]), cache)
 
 
 # ---------------------------------------------------------------------------- measurements

@@ -37,8 +37,8 @@ class MuMisConfig(MethodConfig):
     """
 
     lr: float = param(3e-3, low=0, low_open=True)
-    delta: float | None = param(1.5, low=1, low_open=True)
-    max_epochs: int = param(20, cpu=10, smoke=5, low=1)
+    delta: float | None = param(1.3, low=1, low_open=True)
+    max_epochs: int = param(20, cpu=15, smoke=5, low=1)
     batch_size: int = param(128, smoke=32, low=1)
     momentum: float = param(0.0, low=0, high=1, high_open=True)
     terms: str = param("both", choices=LOSS_TERMS)
