@@ -180,13 +180,16 @@ def check_parameter_values(defaults: dict[str, Any], overrides: dict[str, Any], 
 def _kernel_environment(root: Path) -> Iterator[None]:
     """Environment of the chapter's kernel, restored afterwards.
 
-    Kernel "python3" resolves to this interpreter's ipykernel (not a user-wide one), and the
-    data root defaults to the project's ``data/`` (the kernel's working directory is chapters/).
+    Kernel "python3" resolves to this interpreter's ipykernel (not a user-wide one), the
+    data root defaults to the project's ``data/`` (the kernel's working directory is chapters/),
+    and OpenMP's idle threads default to sleeping (``OMP_WAIT_POLICY=PASSIVE``).
     """
-    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "UNLEARNKIT_DATA")}
+    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "UNLEARNKIT_DATA", "OMP_WAIT_POLICY")}
     ours = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [ours, saved["JUPYTER_PATH"]]))
     os.environ["UNLEARNKIT_DATA"] = saved["UNLEARNKIT_DATA"] or str(root / "data")
+    # idle OpenMP threads sleep rather than spin: a contended CPU training step ran 5x faster
+    os.environ["OMP_WAIT_POLICY"] = saved["OMP_WAIT_POLICY"] or "PASSIVE"
     try:
         yield
     finally:
