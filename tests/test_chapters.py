@@ -1,6 +1,6 @@
 """Every chapter of _toc.yml runs at the smoke profile through papermill; the book builds.
 
-The chapters are executed once per session (fixture ``smoke_runs``); each test then checks
+Each chapter is executed once per session (fixture ``smoke_runs`` in conftest.py); each test then checks
 invariants on one chapter's results JSON, and the last ones build the book from those
 executed notebooks and read the HTML for signs that something did not render.
 """
@@ -33,13 +33,6 @@ REQUIRED_IDS = {
     "04_head-to-head": {"consistent_with_chapter_2", "consistent_with_chapter_3"},
     "05_speed": {"benchmarks_present"},
 }
-
-
-@pytest.fixture(scope="session")
-def smoke_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke-runs")
-    runs = {stem: runner.run_chapter(stem, profile="smoke", out=out, root=ROOT) for stem in CHAPTERS}
-    return out, runs
 
 
 def _finite_numbers(value):
@@ -75,7 +68,8 @@ def test_chapter_smoke_results(smoke_runs, stem):
 
 @pytest.fixture(scope="session")
 def smoke_book(smoke_runs):
-    out, _ = smoke_runs
+    out, runs = smoke_runs
+    assert all(runs.values())  # the book needs every chapter executed
     return runner.build_book(ROOT, out)
 
 

@@ -256,7 +256,9 @@ def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Mo
     fit:   trains it and returns the trained model.
     The entry holds the state dict and ``meta = {"key", "train_seconds"}``; it is written
     atomically (temporary file, then rename), so an interrupted run leaves no entry, and read
-    with ``torch.load(weights_only=True)``. ``info = {"hit", "train_seconds", "path"}``:
+    with ``torch.load(weights_only=True)``; ``<hash>.json`` beside it repeats ``meta`` for people
+    (written after the entry, restored on a hit if a kill came in between).
+    ``info = {"hit", "train_seconds", "path"}``:
     ``train_seconds`` is the original training time, also on a hit. The model is returned in
     ``eval()`` mode, on ``device`` when given.
     """

@@ -1,0 +1,53 @@
+"""Fixtures shared by the chapter tests (test_chapters.py, test_reruns.py)."""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from unlearnkit import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class SmokeRuns(Mapping):
+    """``{stem: RunResult}`` of the chapters at ``smoke``, each executed on first access, once.
+
+    All runs write under ``out`` and share one fresh model cache, so no test depends on what
+    ``~/.cache/unlearnkit`` holds; in a full session the chapters are asked for in reading
+    order, so later chapters load what earlier ones trained, as in a book build. A chapter
+    whose run failed raises the same error on every access instead of running again.
+    """
+
+    def __init__(self, out: Path, cache: Path):
+        self.out, self.cache = out, cache
+        self.stems = runner.toc_chapters(ROOT)
+        self._runs: dict[str, object] = {}
+
+    def __getitem__(self, stem: str) -> runner.RunResult:
+        if stem not in self.stems:
+            raise KeyError(f"{stem!r} is not a chapter of _toc.yml; allowed: {self.stems}")
+        if stem not in self._runs:
+            with pytest.MonkeyPatch.context() as env:
+                env.setenv("UNLEARNKIT_CACHE", str(self.cache))
+                try:
+                    self._runs[stem] = runner.run_chapter(stem, profile="smoke", out=self.out, root=ROOT)
+                except Exception as err:  # noqa: BLE001 - re-raised on every access below
+                    self._runs[stem] = err
+        run = self._runs[stem]
+        if isinstance(run, Exception):
+            raise run
+        return run
+
+    def __iter__(self):
+        return iter(self.stems)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """``(out, runs)``: the run folder and the lazily executed :class:`SmokeRuns`."""
+    out = tmp_path_factory.mktemp("smoke-runs")
+    return out, SmokeRuns(out, tmp_path_factory.mktemp("smoke-cache"))
