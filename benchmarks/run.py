@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,13 +25,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def row(name: str, numerator: float, denominator: float, goal: float | None, what: str) -> dict:
+def row(name: str, numerator: float, denominator: float, goal: float | None, what: str, *,
+        timed_now: bool = True) -> dict:
+    """One ratio; ``timed_now`` = False for figures read from earlier runs (no load recorded)."""
     ratio = numerator / denominator
     met = None if goal is None else ratio <= goal
     print(f"{name:<38} {ratio:8.2f}x  (goal {'-' if goal is None else f'<= {goal}x'})  "
           f"{numerator:.4f} s / {denominator:.4f} s  {what}", flush=True)
     return {"name": name, "ratio": ratio, "goal": goal, "goal_met": met, "numerator_s": numerator,
-            "denominator_s": denominator, "what": what}
+            "denominator_s": denominator, "what": what,
+            "load_average_1min": os.getloadavg()[0] if timed_now else None}
 
 
 def bench_scoring(n: int = 1_000_000, d: int = 384) -> list[dict]:
@@ -128,7 +132,7 @@ def bench_methods() -> list[dict]:
         return []
     rows = json.loads(results.read_text()).get("tables", {}).get("ch4-time-ratios", [])
     return [row(f"{r['method']} / retrain ({r['task']})", r["seconds"], r["retrain_seconds"], None,
-                "wall time from the head-to-head cpu run") for r in rows if r.get("task") == "full_class"]
+                "wall time from the head-to-head cpu run", timed_now=False) for r in rows if r.get("task") == "full_class"]
 
 
 # The issues' cpu-profile budgets in minutes (setup: #2, chapters: #4-#7, book: #8).
@@ -150,9 +154,9 @@ def bench_book() -> list[dict]:
         budget = CHAPTER_BUDGET_MIN.get(path.stem)
         if budget is not None:
             rows.append(row(f"chapter {path.stem} / {budget} min", seconds, 60.0 * budget, 1.0,
-                            "cpu profile wall time (model cache as it was)"))
+                            "cpu profile wall time (model cache as it was)", timed_now=False))
     rows.append(row(f"all chapters / {BOOK_BUDGET_MIN} min", total, 60.0 * BOOK_BUDGET_MIN, 1.0,
-                    "cpu profile, book build excluded"))
+                    "cpu profile, book build excluded", timed_now=False))
     return rows
 
 

@@ -88,7 +88,16 @@ def test_bad_input_is_named():
         selection.register("RANDOM")(lambda X1, X2, seed=0: X1[:, 0])
 
 
-def test_whiten_is_a_triangular_solve():
+def test_whiten_matches_a_linear_solve():
     X1, X2 = samples()
     chol = selection.pooled_cholesky(X1, X2)
     assert torch.allclose(selection.whiten(X1, chol), torch.linalg.solve(chol, X1.T).T)
+
+
+def test_maha_mu2_in_float32_agrees_with_float64_despite_a_large_offset():
+    gen = torch.Generator().manual_seed(0)
+    X1 = torch.randn(2000, 64, generator=gen, dtype=torch.float64) + 5.0  # far from the origin
+    X2 = torch.randn(500, 64, generator=gen, dtype=torch.float64) + 5.2
+    exact = selection.score("MAHA-MU2", X1, X2)
+    single = selection.score("MAHA-MU2", X1.float(), X2.float()).double()
+    assert torch.allclose(single, exact, rtol=1e-4, atol=1e-3)
