@@ -1,5 +1,6 @@
 """Chapter 3 experiment code: config validation, the contribution check, tables, sub-class path."""
 
+import math
 import pickle
 
 import numpy as np
@@ -158,6 +159,24 @@ def test_unbounded_curve_steps_and_decreasing_loss(small_task):
     assert list(curve["step"]) == [0, 2, 4]
     assert curve["loss"].iloc[-1] < curve["loss"].iloc[0]
     assert curve["ratio"].iloc[0] == 1.0 and curve["ratio"].iloc[-1] > 1.0
+
+
+def test_unbounded_curve_stops_at_the_first_non_finite_loss(small_task, monkeypatch):
+    model, split = small_task
+    real = ch3.mumis_loss
+    calls = []
+
+    def overflowing(*args, **kwargs):  # the recorded loss overflows from its second reading on
+        out = real(*args, **kwargs)
+        calls.append(1)
+        return out._replace(loss=out.loss * float("nan")) if len(calls) > 1 else out
+
+    monkeypatch.setattr(ch3, "mumis_loss", overflowing)
+    cfg = ch3.profile_config("smoke", unbounded_steps=8, unbounded_every=2,
+                             method_overrides={"mumis": {"lr": 0.01, "batch_size": 8}})
+    curve = ch3.unbounded_curve(cfg, model, split, 0, device="cpu")
+    assert list(curve["step"]) == [0, 2], "the run must stop once the loss is not finite"
+    assert math.isfinite(curve["loss"].iloc[0]) and math.isnan(curve["loss"].iloc[-1])
 
 
 def test_step_time_ratio_reports_both_timings(small_task):

@@ -548,6 +548,7 @@ def unbounded_curve(cfg: Ch3Config, original: nn.Module, split: Split, seed: int
 
     Every ``cfg.unbounded_every`` steps records the loss on the whole forget set (one fixed
     draw of c'), the stopping ratio, and test / forget accuracy (test capped at ``eval_n``).
+    Stops early once the loss is no longer finite (float overflow: the last row shows it).
     """
     dev = torch.device(device)
     forget = split.forget
@@ -564,6 +565,8 @@ def unbounded_curve(cfg: Ch3Config, original: nn.Module, split: Split, seed: int
             rows.append({"step": step, "loss": out.loss.item(),
                          "irrelevant_norm": out.irrelevant_sq.sum().sqrt().item(),
                          "TA": 100 * _acc(model, test, dev), "FA": 100 * _acc(model, forget, dev)})
+            if not math.isfinite(rows[-1]["loss"]):
+                return True
         return step >= cfg.unbounded_steps
 
     model = copy.deepcopy(original).to(dev).eval()
