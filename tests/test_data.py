@@ -192,7 +192,9 @@ def test_ckplus_corrupt_png_and_bad_name_are_reported_by_file(tmp_path):
 
 def test_sms_reads_uci_lines_with_spam_as_one(tmp_path):
     (tmp_path / "SMSSpamCollection").write_text("ham\tsee you at 5\nspam\tWIN a prize\tnow\nham\tok\n")
-    data = load_sms(tmp_path)
+    with pytest.warns(UserWarning, match=r"has 3 items; the published dataset has 5,574"):
+        data = load_sms(tmp_path)
+    assert data.source.endswith("3 items, NOT the published 5,574)")
     assert data.texts == ("see you at 5", "WIN a prize\tnow", "ok") and data.y.tolist() == [0, 1, 0]
     (tmp_path / "SMSSpamCollection").write_text("ham\tfine\nmaybe\tnot labelled\n")
     with pytest.raises(ValueError, match="line 2"):

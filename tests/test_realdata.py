@@ -32,7 +32,7 @@ def test_cifar10_jpeg_copy_counts():
     assert data.train.x.dtype == torch.uint8 and data.classes == CIFAR10_CLASSES
     assert data.train.y.bincount().tolist() == [5_000] * 10
     assert data.test.y.bincount().tolist() == [1_000] * 10
-    assert data.source.startswith("CIFAR-10 JPEG copy")
+    assert data.source.startswith("CIFAR-10 JPEG copy") and "60,000 items, as published" in data.source
     assert list((ROOT / ".unlearnkit-cache").glob("cifar10-jpeg-60000-*.pt"))
 
 
@@ -66,6 +66,7 @@ def test_ckplus_identity_split_is_subject_disjoint():
 def test_sms_copy_counts():
     data = load_dataset("sms")
     assert len(data) == 5_574 and data.y.bincount().tolist() == [4_827, 747]
+    assert data.source.endswith("5,574 items, as published)")
 
 
 @needs("davidson_labeled_data.csv")

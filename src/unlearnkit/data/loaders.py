@@ -134,7 +134,8 @@ def _cifar10_from_jpeg_folder(folder: Path, cache_dir: Path) -> ImageData:
             tensors[f"{part}_x"] = _decode_jpegs([Path(e.path) for e, _ in entries], size=32)
             tensors[f"{part}_y"] = torch.tensor([label for _, label in entries], dtype=torch.long)
         _write_cache(tensors, cache, stale_pattern="cifar10-jpeg-*.pt")
-    source = f"CIFAR-10 JPEG copy (image folder at {folder})"
+    found = sum(len(entries) for entries in listing.values())
+    source = f"CIFAR-10 JPEG copy (image folder at {folder}; {count_note('CIFAR-10', found, folder)})"
     return ImageData(TensorSet(tensors["train_x"], tensors["train_y"]),
                      TensorSet(tensors["test_x"], tensors["test_y"]), CIFAR10_CLASSES, source)
 
@@ -293,6 +294,22 @@ def _cifar100_part(path: Path) -> TensorSet:
                      torch.as_tensor(entry["coarse_labels"], dtype=torch.long))
 
 
+# Sizes of the published datasets: a copy of another size is used, but warned about and labelled
+# in the source string every chapter records (a partial unpack, a subset, another release).
+PUBLISHED_COUNTS = {"CIFAR-10": 60_000, "CK+48": 981, "SMS Spam Collection": 5_574,
+                    "Davidson hate-speech CSV": 24_783}
+
+
+def count_note(dataset: str, found: int, where: Path) -> str:
+    """``"N items, as published"``, or a warning and ``"N items, NOT the published M"``."""
+    expected = PUBLISHED_COUNTS[dataset]
+    if found == expected:
+        return f"{found:,} items, as published"
+    warnings.warn(f"{dataset} at {where} has {found:,} items; the published dataset has {expected:,} "
+                  "(a partial copy, a subset or another release?)", stacklevel=3)
+    return f"{found:,} items, NOT the published {expected:,}"
+
+
 # --------------------------------------------------------------------------- CK+48 faces
 
 CKPLUS_NAME = re.compile(r"S(\d+)_(\d+)_(\d+)\.png")
@@ -320,7 +337,8 @@ def load_ckplus(root=None) -> FaceData:
     images = TensorSet(torch.stack([_read_png(path, size=48) for path, _ in files]),
                        torch.tensor([label for _, label in files], dtype=torch.long),
                        torch.tensor([subject for subject, _ in ids], dtype=torch.long))
-    return FaceData(images, sequence, classes, f"CK+48 PNG crops at {folder}")
+    return FaceData(images, sequence, classes,
+                    f"CK+48 PNG crops at {folder} ({count_note('CK+48', len(files), folder)})")
 
 
 def _ckplus_ids(path: Path) -> tuple[int, int]:
@@ -385,8 +403,9 @@ def load_sms(root=None) -> TextData:
                              f"got {line[:60]!r}")
         texts.append(text)
         labels.append(classes.index(label))
+    note = count_note("SMS Spam Collection", len(texts), path)
     return TextData(tuple(texts), torch.tensor(labels, dtype=torch.long), classes,
-                    f"SMS Spam Collection (UCI file at {path})")
+                    f"SMS Spam Collection (UCI file at {path}; {note})")
 
 
 DAVIDSON_COLUMNS = ("count", "hate_speech", "offensive_language", "neither", "class", "tweet")
@@ -405,4 +424,5 @@ def load_davidson(root=None) -> TextData:
     if bad is not None:
         raise ValueError(f"{path}, data row {bad + 1}: class {rows[bad][1]!r}; allowed: 0, 1, 2")
     return TextData(tuple(t for t, _ in rows), torch.tensor([int(c) for _, c in rows], dtype=torch.long),
-                    DAVIDSON_CLASSES, f"Davidson hate-speech CSV at {path}")
+                    DAVIDSON_CLASSES,
+                    f"Davidson hate-speech CSV at {path} ({count_note('Davidson hate-speech CSV', len(rows), path)})")
