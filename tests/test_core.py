@@ -139,3 +139,20 @@ def test_split_rejects_empty_forget_set():
     with pytest.raises(ValueError, match="forget set is empty"):
         Split(retain=split.retain, forget=split.retain.subset(torch.tensor([], dtype=torch.long)),
               test=split.test, num_classes=2)
+
+
+def test_single_threaded_limits_the_pools_only_inside_the_call():
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from unlearnkit.runtime import single_threaded
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # make sure numpy's BLAS is loaded
+    before = {(p["user_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+
+    @single_threaded
+    def inside():
+        return {p["num_threads"] for p in threadpool_info()}
+
+    assert inside() == {1}
+    assert {(p["user_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()} == before

@@ -34,6 +34,7 @@ from torch import nn
 
 from .config import check_range
 from .data.core import Split, TensorSet
+from .runtime import single_threaded
 from .train import predict
 
 
@@ -109,6 +110,7 @@ def _binary_set(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray
     return x, y
 
 
+@single_threaded
 def mia_loss_logreg(member_losses, nonmember_losses, *, n_splits: int = 10, test_size: float = 0.1,
                     seed: int = 0) -> float:
     """DLFD's MIA: cross-validated accuracy of a logistic regression that tells members by their loss.
@@ -153,6 +155,7 @@ def mia_efficacy_svc(model: nn.Module, retain: TensorSet, test: TensorSet, forge
     return _svc_efficacy(*conf, seed)
 
 
+@single_threaded
 def _svc_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray, seed: int) -> float:
     clf = _fit_member_attack(SVC(C=3, kernel="rbf", gamma="auto"), retain_conf, test_conf, seed)
     return float(1.0 - clf.predict(forget_conf[:, None]).mean())
@@ -170,6 +173,7 @@ def mia_entropy_logreg(model: nn.Module, retain: TensorSet, test: TensorSet, for
     return _entropy_membership(*entropies, seed)
 
 
+@single_threaded
 def _entropy_membership(retain_h: np.ndarray, test_h: np.ndarray, forget_h: np.ndarray, seed: int) -> float:
     clf = _fit_member_attack(LogisticRegression(max_iter=1000), retain_h, test_h, seed)
     return float(clf.predict(forget_h[:, None]).mean())

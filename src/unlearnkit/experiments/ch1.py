@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .. import theory
 from ..config import build_config, check_choice, check_profile, check_range
 from ..metrics import best_of
-from ..runtime import generator
+from ..runtime import generator, single_threaded
 from ..selection import SCORERS, deletion_order, removal_mask, score
 
 SELECTIVE = ("COS-MU2", "MAHA-MU2", "LR-COS", "LR-MAHA")
@@ -397,6 +397,7 @@ def _train_test(task: TextTask, test_fraction: float, retain_ratio: float | None
 TEXT_C_GRID = (1.0, 10.0, 100.0)
 
 
+@single_threaded
 def choose_text_c(A, target, seed: int) -> float:
     """Inverse regularisation C of the TF-IDF logistic regression, by 3-fold cross-validated F1
     of the unwanted class on the *unedited* training split (then fixed for every budget)."""
@@ -408,6 +409,7 @@ def choose_text_c(A, target, seed: int) -> float:
     return float(search.fit(A, target).best_params_["C"])
 
 
+@single_threaded
 def _fit_recall(A, target, rows, A_test, target_test, C: float, seed: int) -> tuple[float, float]:
     """Train logistic regression on ``rows`` of the TF-IDF matrix ``A``; return (recall of the
     unwanted class, accuracy on retained test items). No unwanted row left → recall 0."""
@@ -501,6 +503,7 @@ def _probe(warm, C: float):
     return LogisticRegression(C=C, tol=1e-3, max_iter=300, warm_start=warm)
 
 
+@single_threaded
 def probe_curves(feats: dict, budgets, seeds: int, per_class: int, scorers=tuple(SCORERS),
                  C: float = 0.1, progress: bool = False) -> pd.DataFrame:
     """Table 2, CIFAR-10 "cat": refit a linear probe (multinomial logistic regression on

@@ -36,7 +36,7 @@ from ..methods.base import RunContext, as_input
 from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
 from ..metrics import evaluate_split
 from ..models import build_model
-from ..runtime import data_root, generator
+from ..runtime import data_root, generator, single_threaded
 from ..train import TrainConfig, cached_train, train_model
 from .tasks import ImageTask, cifar10_task, train_original, train_retrained
 
@@ -297,6 +297,13 @@ def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
     return between / max(within, 1e-12)
 
 
+@single_threaded
+def probe_accuracy(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Test accuracy of a logistic-regression probe on standardised features ``[N, D]``."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(f_train.numpy(), y_train.numpy())
+    return float(probe.score(f_test.numpy(), y_test.numpy()))
+
+
 def feature_label_correlation(model: nn.Module, split: Split, *, device, max_samples: int, seed: int) -> dict:
     """How much label information the penultimate features still carry.
 
@@ -312,8 +319,7 @@ def feature_label_correlation(model: nn.Module, split: Split, *, device, max_sam
 
     retain, test = cap(split.retain), cap(split.test)
     f_retain, f_test = features_of(model, retain, device=device), features_of(model, test, device=device)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(f_retain.numpy(), retain.y.numpy())
-    return {"probe_accuracy": float(probe.score(f_test.numpy(), test.y.numpy())),
+    return {"probe_accuracy": probe_accuracy(f_retain, retain.y, f_test, test.y),
             "separation_test": class_separation(f_test, test.y),
             "separation_retain": class_separation(f_retain, retain.y)}
 
