@@ -4,7 +4,7 @@ The run under test is this file executed as a script (``python test_interrupted_
 a tiny CNN trained through :func:`unlearnkit.train.cached_train` on synthetic images, with the
 cache at ``$UNLEARNKIT_CACHE``. It prints a marker when it reaches the point to be interrupted:
 
-- ``train``: every forward pass prints ``step`` and sleeps a little, so a signal lands mid-training;
+- ``train``: every forward pass prints ``step``; the third then waits, so the signal lands mid-training;
 - ``save``: training is done and ``torch.save`` has written half of the entry's bytes to the
   temporary file, then waits, so a signal lands in the middle of writing the cache entry.
 """
@@ -12,6 +12,7 @@ cache at ``$UNLEARNKIT_CACHE``. It prints a marker when it reaches the point to 
 import dataclasses
 import functools
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -55,9 +56,14 @@ def slow_build():
     return model
 
 
+FORWARD_PASSES = itertools.count(1)  # in the script's process
+
+
 def _slow_forward(module, inputs):
+    """Print ``step`` per forward pass; from the signal's step on, wait (so it lands mid-training
+    however late the parent reads the pipe)."""
     print("step", flush=True)
-    time.sleep(0.05)
+    time.sleep(60 if next(FORWARD_PASSES) >= STEPS_BEFORE_SIGNAL else 0.05)
 
 
 def train_and_cache(cache_dir=None, make=build):
