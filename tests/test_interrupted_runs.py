@@ -144,6 +144,8 @@ def test_a_kill_between_entry_and_sidecar_is_repaired_on_the_next_hit(tmp_path):
 
 
 if __name__ == "__main__":
+    # Ctrl-C raises KeyboardInterrupt even when started from a background job, which ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.argv[1] == "train":
         train_and_cache(make=slow_build)
     else:
