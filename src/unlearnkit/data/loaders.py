@@ -132,7 +132,7 @@ def _cifar10_from_jpeg_folder(folder: Path, cache_dir: Path) -> ImageData:
         tensors = {}
         for part, entries in listing.items():
             tensors[f"{part}_x"] = _decode_jpegs([Path(e.path) for e, _ in entries], size=32)
-            tensors[f"{part}_y"] = torch.tensor([label for _, label in entries], dtype=torch.long)
+            tensors[f"{part}_y"] = _listing_labels(entries)
         _write_cache(tensors, cache, stale_pattern="cifar10-jpeg-*.pt")
     found = sum(len(entries) for entries in listing.values())
     source = f"CIFAR-10 JPEG copy (image folder at {folder}; {count_note('CIFAR-10', found, folder)})"
@@ -177,13 +177,18 @@ def _read_cache(cache: Path) -> dict[str, torch.Tensor] | None:
         return None
 
 
+def _listing_labels(entries: list[tuple[os.DirEntry, int]]) -> torch.Tensor:
+    """The labels ``[N]`` (long) of a folder listing, in listing order."""
+    return torch.tensor([label for _, label in entries], dtype=torch.long)
+
+
 def _cache_matches(tensors, listing: dict[str, list[tuple[os.DirEntry, int]]], size: int) -> bool:
     """Whether the cached ``{part}_x`` (uint8 ``[N, 3, size, size]``) and ``{part}_y`` fit the listing."""
     if not isinstance(tensors, dict):
         return False
     for part, entries in listing.items():
         x, y = tensors.get(f"{part}_x"), tensors.get(f"{part}_y")
-        labels = torch.tensor([label for _, label in entries], dtype=torch.long)
+        labels = _listing_labels(entries)
         if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dtype == torch.uint8
                 and tuple(x.shape) == (len(entries), 3, size, size) and torch.equal(y, labels)):
             return False

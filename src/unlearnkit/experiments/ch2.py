@@ -256,7 +256,8 @@ def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool
         original, info_o = train_original(task, seed=seed, device=device, root=root, progress=progress,
                                           num_classes=split.num_classes)
         retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
-    seconds = info_r.get("seconds_this_run", info_r["train_seconds"])  # released face sets: trained here
+    # MUFAC / RAF-DB models come from _cached, which reports the stored time on a cache hit
+    seconds = info_r.get("seconds_this_run", info_r["train_seconds"])
     return Problem("faces", seed, split, original, retrained, seconds, (info_o["hit"], info_r["hit"]))
 
 
@@ -267,8 +268,8 @@ def cifar_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: boo
     original, info_o = train_original(task, seed=seed, device=device, root=root, progress=progress,
                                       num_classes=split.num_classes)
     retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
-    seconds = info_r.get("seconds_this_run", info_r["train_seconds"])  # released face sets: trained here
-    return Problem("cifar10", seed, split, original, retrained, seconds, (info_o["hit"], info_r["hit"]))
+    return Problem("cifar10", seed, split, original, retrained, info_r["seconds_this_run"],
+                   (info_o["hit"], info_r["hit"]))
 
 
 # ---------------------------------------------------------------------------- measurements
