@@ -224,7 +224,7 @@ CASES = [
     pytest.param(lambda f: make_split("synthetic-images", "full_class", forget_class=7, load_kw=SMALL_IMAGES),
                  ValueError, r"unknown forget_class 7; allowed: .*indices 0..3", id="forget-class-out-of-range"),
     pytest.param(lambda f: build_config(TrainConfig, epochs=0), ValueError,
-                 r"epochs=0 is out of range; allowed: \[1, inf\)", id="train-zero-epochs"),
+                 r"epochs=0 is out of range; allowed: \(0, inf\)", id="train-zero-epochs"),
     pytest.param(method("finetune", epochs=0), ValueError, r"epochs=0 is out of range; allowed: \[1, inf\)",
                  id="method-zero-epochs"),
     pytest.param(method("finetune", seed=-1), ValueError, r"seed must be a non-negative int; got -1",

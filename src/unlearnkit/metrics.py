@@ -248,6 +248,24 @@ def evaluate_split(model: nn.Module, split: Split, *, device: torch.device | str
     return out
 
 
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[int, float, float, float]:
+    """``(n, mean, low, high)``: the Student-t interval of the mean of independent runs (seeds).
+
+    ``None`` and NaN values are dropped. With fewer than two values there is no interval and
+    ``low`` / ``high`` are NaN.
+    """
+    from scipy import stats
+
+    x = np.asarray([float(v) for v in values if v is not None and not math.isnan(float(v))], dtype=float)
+    if len(x) == 0:
+        return 0, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return 1, mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return len(x), mean, mean - half, mean + half
+
+
 class Timer:
     """Wall-clock timer: ``with Timer() as t: ...`` then ``t.seconds``.
 

@@ -7,7 +7,11 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
       "data": {"cifar10": "CIFAR-10 JPEG copy (image folder at ...)"},
       "parameters": {...},             # the notebook's parameters after overrides
       "values": {"name": value, ...},  # every glued number
-      "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note"}, ...],
+      "models": [{"role", "task", "model", "seed", "cache_key", "cache_hit", "train_seconds",
+                  "test_accuracy"}, ...],  # every trained model used (test accuracy a fraction)
+      "config": {...},                 # the resolved settings of every task and method that ran
+      "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note",
+                     "n", "ci_low", "ci_high", "rule", "arxiv"}, ...],
       "wall_time_s": 12.3,
       "tables": {"name": [{column: value}, ...]}
     }
@@ -15,6 +19,7 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -24,6 +29,60 @@ from typing import Any
 from .runtime import atomic_write_text
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value")
+
+PAPERS = {"allouah2025distributional": "arXiv:2507.15112v4",
+          "choi2025dlfd": "arXiv:2409.14747 (version not recorded)",
+          "cheng2024mumis": "arXiv:2402.15109v3"}
+"""The arXiv version each paper's claims are quoted from (bib key → identifier). Paper 1's
+headline changed between v1 and v4; its Table 2 rows follow v4. The DLFD numbers come from the
+official notebooks' outputs, so its rows name the code where they quote it."""
+
+SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "arxiv", "note")
+
+VERDICT_RULE = ("A scorecard row compares the paper's value p with our mean over n independent seeds "
+                "and its 95% Student-t interval [lo, hi]. Reproduced: p lies inside [lo, hi], or the "
+                "whole interval lies inside the tolerance band around p. Partly: the interval meets the "
+                "wider 'partly' band. Otherwise not reproduced. With a single seed there is no interval "
+                "and the mean alone is compared with the bands. One-sided claims ('at least p') extend "
+                "the band to infinity on the side the claim allows; yes/no claims must match exactly.")
+"""The verdict rule, stated once (chapter 0 shows it); :func:`interval_verdict` implements it."""
+
+
+def _band(paper: float, tol: float, *, relative: bool, at_least: bool, at_most: bool) -> tuple[float, float]:
+    width = tol * (abs(paper) if relative else 1.0)
+    return (paper - width, math.inf if at_least else paper + width) if not at_most else (-math.inf, paper + width)
+
+
+def interval_verdict(paper: Any, mean: Any, low: float, high: float, *, tol: float = 0.0,
+                     partly_tol: float | None = None, relative: bool = False, at_least: bool = False,
+                     at_most: bool = False) -> str:
+    """:data:`VERDICT_RULE`: the verdict of an interval ``[low, high]`` around ``mean`` against
+    the paper's value. Without an interval (NaN ends: one seed), :func:`verdict` of the mean."""
+    if paper is None or isinstance(paper, (bool, str)) or isinstance(mean, (bool, str)) or mean is None \
+            or math.isnan(low) or math.isnan(high):
+        return verdict(paper, mean, tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least,
+                       at_most=at_most)
+    p = float(paper)
+    lo_t, hi_t = _band(p, tol, relative=relative, at_least=at_least, at_most=at_most)
+    if low <= p <= high or (lo_t <= low and high <= hi_t):
+        return "reproduced"
+    if partly_tol is not None:
+        lo_p, hi_p = _band(p, partly_tol, relative=relative, at_least=at_least, at_most=at_most)
+        if high >= lo_p and low <= hi_p:
+            return "partly"
+    return "not reproduced"
+
+
+def rule_text(*, n: int, tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
+              at_least: bool = False, at_most: bool = False, exact: bool = False) -> str:
+    """How a row's verdict was reached, in a few words (the ``rule`` field)."""
+    if exact:
+        return "exact match"
+    unit = " × |p|" if relative else ""
+    side = "at least p − " if at_least else ("at most p + " if at_most else "p ± ")
+    bands = f"{side}{tol:g}{unit}" + (f", partly {side}{partly_tol:g}{unit}" if partly_tol is not None else "")
+    what = f"95% t-interval over {n} seeds" if n >= 2 else f"single value (n = {n})"
+    return f"{what} vs {bands}"
 
 
 def verdict(paper: Any, ours: Any, *, tol: float = 0.0, partly_tol: float | None = None,
@@ -101,8 +160,22 @@ class Recorder:
         self.results: dict[str, Any] = {
             "chapter": chapter, "profile": profile, "device": str(device), "seed": seed,
             "data": {}, "parameters": _jsonable(parameters or {}), "values": {},
-            "scorecard": [], "tables": {}, "wall_time_s": None,
+            "models": [], "config": {}, "scorecard": [], "tables": {}, "wall_time_s": None,
         }
+
+    def models(self, rows) -> None:
+        """Add provenance rows of trained models (``Problem.models``); a model used twice is listed once."""
+        seen = {r["cache_key"] for r in self.results["models"]}
+        for row in rows:
+            if row["cache_key"] not in seen:
+                self.results["models"].append(_jsonable(dict(row)))
+                seen.add(row["cache_key"])
+
+    def config(self, name: str, settings: Any) -> None:
+        """Store the resolved settings ``settings`` (a dataclass or plain data) under ``config[name]``."""
+        if dataclasses.is_dataclass(settings):
+            settings = dataclasses.asdict(settings)
+        self.results["config"][name] = json.loads(json.dumps(_jsonable(settings), default=str))
 
     def data_source(self, dataset: str, source: str) -> None:
         """Record where a dataset was read from (e.g. ``"CIFAR-10 JPEG copy"``)."""
@@ -133,22 +206,35 @@ class Recorder:
         if self.glue_enabled:
             _glue(name, frame, display=display)
 
-    def score(self, id: str, claim: str, paper: Any, ours: Any, *, note: str = "",
-              tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
-              at_least: bool = False, at_most: bool = False,
-              verdict_override: str | None = None) -> dict:
-        """Add a scorecard row whose verdict is computed by :func:`verdict`.
+    def score(self, id: str, claim: str, paper: Any, ours: Any = None, *, arxiv: str | None,
+              values=None, n: int | None = None, note: str = "", tol: float = 0.0,
+              partly_tol: float | None = None, relative: bool = False, at_least: bool = False,
+              at_most: bool = False, verdict_override: str | None = None) -> dict:
+        """Add a scorecard row; its verdict follows :data:`VERDICT_RULE`.
 
-        ``verdict_override`` is for rows whose verdict is computed elsewhere (it must be
-        one of :data:`VERDICTS`).
+        values: our per-seed values (``ours`` becomes their mean, with a 95 % t-interval); or
+        ``ours`` alone (one value, no interval; ``n`` says how many seeds a yes/no claim or a
+        derived number rests on). arxiv: where the claim is quoted from (:data:`PAPERS`), None
+        only for rows without a paper value. ``verdict_override`` is for verdicts computed
+        elsewhere (one of :data:`VERDICTS`).
         """
+        from .metrics import t_interval
+
         if verdict_override is not None and verdict_override not in VERDICTS:
             raise ValueError(f"verdict {verdict_override!r} not one of {VERDICTS}")
+        if paper is not None and not arxiv:
+            raise ValueError(f"scorecard row {id!r} quotes a paper value; name its source (arxiv=, see PAPERS)")
+        if values is not None:
+            count, ours, low, high = t_interval(_jsonable(list(values)))
+        else:
+            count, low, high = (1 if n is None else n), math.nan, math.nan
+        exact = isinstance(paper, (bool, str)) or isinstance(ours, (bool, str))
+        bands = dict(tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least, at_most=at_most)
         row = {"id": id, "claim": claim, "paper": _jsonable(paper), "ours": _jsonable(ours),
-               "verdict": verdict_override or verdict(paper, ours, tol=tol, partly_tol=partly_tol,
-                                                      relative=relative, at_least=at_least,
-                                                      at_most=at_most),
-               "note": note}
+               "verdict": verdict_override or interval_verdict(paper, ours, low, high, **bands),
+               "note": note, "n": count, "ci_low": _jsonable(low), "ci_high": _jsonable(high),
+               "rule": "computed: " + note if verdict_override else rule_text(n=count, exact=exact, **bands),
+               "arxiv": arxiv}
         if any(r["id"] == id for r in self.results["scorecard"]):
             raise ValueError(f"scorecard id {id!r} recorded twice")
         self.results["scorecard"].append(row)
@@ -158,8 +244,7 @@ class Recorder:
         """The scorecard as a pandas DataFrame (for display in the chapter)."""
         import pandas as pd
 
-        return pd.DataFrame(self.results["scorecard"], columns=["id", "claim", "paper", "ours",
-                                                                "verdict", "note"])
+        return pd.DataFrame(self.results["scorecard"], columns=list(SCORE_FIELDS))
 
     def save(self) -> dict:
         """Stamp the wall time and write ``results.json`` atomically (if a path was given)."""

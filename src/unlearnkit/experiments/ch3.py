@@ -5,12 +5,13 @@
   differentiated *through training* (torch.func) and compared with the input sensitivity.
 * :func:`sensitivity_observations`: per-sample ‖∇ₓf_k‖ at initialisation, after training and
   after retraining without the forget set.
-* :func:`run_scenario`: Retrain, the baselines and MU-Mis on one split; RA / FA / TA / MIA /
-  time. :func:`summarise` adds the Avg. Gap to retrain and mean ± std over seeds.
-* :func:`mumis_ablation` / :func:`unbounded_curve`: loss terms, δ, learning rate, no stopping.
+* The main table is the book's comparison (:func:`unlearnkit.experiments.harness.compare`) on
+  :func:`chapter_problem` (the book's CIFAR-10 problems; CIFAR-20 sub-class at ``paper``).
+* :func:`mumis_ablation` / :func:`unbounded_curve`: loss terms, δ, learning rate, no stopping,
+  around the tuned pick.
 * :func:`step_time_ratio`: a MU-Mis step against a plain training step on the same batch.
 
-Profile defaults live in :func:`profile_config` (frozen :class:`Ch3Config`).
+Profile settings live in :func:`profile_config` (frozen :class:`Ch3Config`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -27,17 +28,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jacrev, vmap
 
+from pathlib import Path
+
 from ..config import as_dict, build_config, check_choice, check_profile, check_range
 from ..data.core import Split, TensorSet
-from ..methods import get_method, unlearn
+from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.mumis import MuMisConfig, run_mumis
-from ..metrics import evaluate_split
+from ..metrics import accuracy, avg_gap
 from ..models import build_model
 from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
 from ..train import TrainConfig, cached_train, predict, train_model
-from .tasks import ImageTask, cifar10_task, train_original, train_retrained
+from .harness import Problem, budget_settings, measure
+from .tasks import ImageTask, book_problem, train_retrained
 
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "neggrad": "GA", "random_labels": "RL",
                  "salun": "SalUn", "scrub": "SCRUB", "l1_sparse": "ℓ1-sparse", "mumis": "MU-Mis"}
@@ -66,41 +70,27 @@ class TheoryConfig:
 
 
 @dataclass(frozen=True)
-class ScenarioSpec:
-    """One forgetting scenario: the task (data, model, recipe) and ``make_split`` arguments."""
-
-    key: str
-    task: ImageTask
-    scenario: str
-    kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Ch3Config:
-    """Everything chapter 3 runs at one profile.
+    """Everything chapter 3 runs at one profile, beyond the book's shared :func:`~.tasks.protocol`
+    (seeds, evaluation sample, tuning grid) and problems (:data:`~.tasks.SCENARIOS`).
 
-    scenarios: the forgetting tasks of the main table. methods: registry names (Retrain uses the
-    cached retrained model). method_overrides: hyperparameters per method (else the registry's
-    profile defaults). seeds: repetitions (original model, split and method seeds).
-    retain_eval: retain samples scored for RA and the attacks (None: all).
-    observe_n: samples per set in the sensitivity observations.
-    theory / theory_dims: the contribution check and its input dimensions.
-    ablation_*: MU-Mis ablations on the first scenario (seed ``seed``): δ values, learning
-    rates; unbounded_steps / unbounded_every: the run without stopping rule and its eval period.
-    bench_batch / bench_repeats: the step-time benchmark.
+    problems: the forgetting problems of the main table (keys of :data:`~.tasks.SCENARIOS`;
+    ``sub_class`` adds CIFAR-20 at ``paper``). methods: registry names (Retrain is the
+    problem's retrained model). observe_n: samples per set in the sensitivity observations.
+    theory / theory_dims: the contribution check and its input dimensions. ablation_*: MU-Mis
+    ablations on the full-class problem of the first seed around the tuned pick: δ values and
+    learning-rate factors; unbounded_steps / unbounded_every: the run without stopping rule
+    and its evaluation period. bench_batch / bench_repeats: the step-time benchmark.
     """
 
     profile: str
-    scenarios: tuple[ScenarioSpec, ...]
+    problems: tuple[str, ...]
     methods: tuple[str, ...]
-    method_overrides: dict
-    seeds: int
-    retain_eval: int | None
     observe_n: int
     theory: TheoryConfig
     theory_dims: tuple[int, ...]
     ablation_deltas: tuple[float, ...]
-    ablation_lrs: tuple[float, ...]
+    ablation_lr_factors: tuple[float, ...]
     unbounded_steps: int
     unbounded_every: int
     bench_batch: int
@@ -108,47 +98,29 @@ class Ch3Config:
 
     def __post_init__(self):
         check_profile(self.profile)
-        check_range("seeds", self.seeds, 1)
         for name in self.methods:
             get_method(name)
-        unknown = sorted(set(self.method_overrides) - set(self.methods))
-        if unknown:
-            raise ValueError(f"method_overrides for {unknown}, which are not in methods {self.methods}")
-        for name, values in self.method_overrides.items():
-            get_method(name).config.for_profile(self.profile, values)  # validates every override
-        if "retrain" not in self.methods or "mumis" not in self.methods:
-            raise ValueError(f"methods must include 'retrain' and 'mumis'; got {self.methods}")
-        for spec in self.scenarios:
-            check_choice("scenario", spec.scenario, ("full_class", "random_subset", "sub_class"))
+        if "mumis" not in self.methods:
+            raise ValueError(f"methods must include 'mumis'; got {self.methods}")
+        for key in self.problems:
+            check_choice("problem", key, ("full_class", "random_subset", "sub_class"))
+        if "full_class" not in self.problems:
+            raise ValueError(f"problems must include 'full_class' (the ablations run on it); got {self.problems}")
         for d in self.theory_dims:
             check_range("theory dimension", d, 1)
         for delta in self.ablation_deltas:
             check_range("ablation delta", delta, 1, low_open=True)
-        for lr in self.ablation_lrs:
-            check_range("ablation lr", lr, 0, low_open=True)
+        for factor in self.ablation_lr_factors:
+            check_range("ablation lr factor", factor, 0, low_open=True)
         check_range("observe_n", self.observe_n, 2)
         check_range("unbounded_steps", self.unbounded_steps, 1)
         check_range("unbounded_every", self.unbounded_every, 1)
         check_range("bench_batch", self.bench_batch, 1)
         check_range("bench_repeats", self.bench_repeats, 1)
 
-    def mumis(self, **changes) -> MuMisConfig:
-        """The MU-Mis config of the main table at this profile, with ``changes``."""
-        return MuMisConfig.for_profile(self.profile, {**self.method_overrides.get("mumis", {}), **changes})
 
-
-METHODS = tuple(METHOD_LABELS)
-CPU_POOL, CPU_TEST, CPU_EPOCHS, CPU_BATCH = 1000, 500, 40, 100
-"""At ``cpu``: a stratified pool of 1,000 CIFAR-10 training images (100 per class) and 500 test
-images, so that 8 methods × 2 scenarios × 3 seeds and the ablations fit in minutes on two
-cores. The shared cpu recipe (8 epochs of batch 256, sized for a 20,000-image pool) runs 40
-epochs on it so the network fits its data, in batches of 100 so that the pool (1,000) and both
-retain sets (900) split into full batches: with 256, every epoch of a retrain ended on a tiny
-batch at full learning rate, which cost the retrained model 25 accuracy points in our runs."""
-
-# A cheaper budget for the baselines at cpu and smoke: one pass over the data they train on.
-ONE_PASS = {"finetune": {"epochs": 1}, "random_labels": {"epochs": 1}, "salun": {"epochs": 1},
-            "l1_sparse": {"epochs": 1}, "scrub": {"epochs": 1, "max_steps": 1}}
+METHODS = ("finetune", "neggrad", "random_labels", "salun", "scrub", "l1_sparse", "mumis")
+"""The methods of the paper's tables (Retrain is every problem's reference row)."""
 
 
 def _cifar20_task() -> ImageTask:
@@ -157,40 +129,18 @@ def _cifar20_task() -> ImageTask:
                                  milestones=(91, 136)))
 
 
-def _scenarios(profile: str) -> tuple[ScenarioSpec, ...]:
-    if profile == "smoke":
-        task = cifar10_task("smoke", load_kw={"n_per_class": 30, "n_test_per_class": 8, "size": 16})
-        task = replace(task, train=replace(task.train, epochs=8, batch_size=27))  # full batches: pool 270, retain 243
-        return (ScenarioSpec("full_class", task, "full_class", {"forget_class": 1}),
-                ScenarioSpec("random_subset", task, "random_subset", {"forget_fraction": 0.1}))
-    if profile == "cpu":
-        task = cifar10_task("cpu", max_train=CPU_POOL, max_test=CPU_TEST)
-        task = replace(task, train=replace(task.train, epochs=CPU_EPOCHS, batch_size=CPU_BATCH))
-    else:
-        task = cifar10_task("paper")
-    specs = (ScenarioSpec("full_class", task, "full_class", {"forget_class": "airplane"}),
-             ScenarioSpec("random_subset", task, "random_subset", {"forget_fraction": 0.1}))
-    if profile == "paper":
-        specs += (ScenarioSpec("sub_class", _cifar20_task(), "sub_class", {"subclass": "rocket"}),)
-    return specs
-
-
 PROFILE_DEFAULTS = {
-    "smoke": dict(methods=METHODS, seeds=1, retain_eval=None, observe_n=8,
-                  method_overrides={**ONE_PASS, "neggrad": {"epochs": 1},
-                                    "mumis": {"lr": 0.05, "delta": 1.5, "max_epochs": 2}},
+    "smoke": dict(problems=("full_class", "random_subset"), observe_n=8,
                   theory=TheoryConfig(n_train=4, hidden=8, steps=4), theory_dims=(4,),
-                  ablation_deltas=(2.0,), ablation_lrs=(0.5,), unbounded_steps=4,
+                  ablation_deltas=(2.0,), ablation_lr_factors=(3.0,), unbounded_steps=4,
                   unbounded_every=2, bench_batch=8, bench_repeats=1),
-    "cpu": dict(methods=METHODS, seeds=3, retain_eval=400, observe_n=100,
-                method_overrides={**ONE_PASS, "mumis": {"lr": 0.003, "delta": 1.3, "max_epochs": 15}},
+    "cpu": dict(problems=("full_class", "random_subset"), observe_n=100,
                 theory=TheoryConfig(), theory_dims=(8, 32, 128),
-                ablation_deltas=(1.5, 2.0), ablation_lrs=(0.001, 0.01), unbounded_steps=20,
+                ablation_deltas=(1.5, 3.0), ablation_lr_factors=(0.3, 3.0), unbounded_steps=20,
                 unbounded_every=4, bench_batch=100, bench_repeats=3),
-    "paper": dict(methods=METHODS, seeds=3, retain_eval=None, observe_n=1000,
-                  method_overrides={"mumis": {"lr": 0.003, "delta": 1.3}},
+    "paper": dict(problems=("full_class", "random_subset", "sub_class"), observe_n=1000,
                   theory=TheoryConfig(), theory_dims=(8, 32, 128, 512),
-                  ablation_deltas=(1.2, 2.0, 3.0), ablation_lrs=(0.001, 0.01), unbounded_steps=200,
+                  ablation_deltas=(1.2, 2.0, 3.0), ablation_lr_factors=(0.3, 3.0), unbounded_steps=200,
                   unbounded_every=10, bench_batch=128, bench_repeats=10),
 }
 
@@ -198,7 +148,7 @@ PROFILE_DEFAULTS = {
 def profile_config(profile: str, **overrides) -> Ch3Config:
     """The chapter's frozen config at ``profile``; ``overrides`` replace fields by name."""
     check_profile(profile)
-    values = {"profile": profile, "scenarios": _scenarios(profile), **PROFILE_DEFAULTS[profile]}
+    values = {"profile": profile, "methods": METHODS, **PROFILE_DEFAULTS[profile]}
     return build_config(Ch3Config, values, **overrides)
 
 
@@ -389,26 +339,22 @@ def superclass_original(task: ImageTask, split: Split, *, seed: int, device,
                         device=device)
 
 
-def scenario_models(spec: ScenarioSpec, seed: int, *, original_seed: int, device, root=None,
-                    progress: bool = False) -> dict:
-    """The split, the original model and the retrained model (both cached) of ``spec`` at ``seed``.
-
-    One original (``original_seed``) serves every repetition: it is trained on the whole pool,
-    before any forget set is drawn. A random subset is drawn anew for every ``seed`` and gets
-    its own retrained model; a full-class or sub-class forget set is the same for every seed,
-    so its split and retrained model are those of ``original_seed`` (only the methods' seeds
-    change). Returns ``{"split", "original", "retrained", "retrain_seconds", "hits"}``;
-    ``retrain_seconds`` is the retraining time measured in this run (tasks.retrain_seconds_this_run).
-    """
-    split_seed = seed if spec.scenario == "random_subset" else original_seed
-    split = spec.task.split(spec.scenario, seed=split_seed, root=root, **spec.kwargs)
-    if spec.scenario == "sub_class":
-        original, info_o = superclass_original(spec.task, split, seed=original_seed, device=device, progress=progress)
-    else:
-        original, info_o = train_original(spec.task, seed=original_seed, device=device, root=root, progress=progress)
-    retrained, info_r = train_retrained(spec.task, split, seed=split_seed, device=device, progress=progress)
-    return {"split": split, "original": original, "retrained": retrained,
-            "retrain_seconds": info_r["seconds_this_run"], "hits": (info_o["hit"], info_r["hit"])}
+def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False) -> Problem:
+    """The book's problem ``key`` at ``seed``, or CIFAR-20 sub-class forgetting ("rocket") at ``paper``."""
+    if key != "sub_class":
+        return book_problem(key, profile, seed=seed, device=device, root=root, progress=progress)
+    task = _cifar20_task()
+    split = task.split("sub_class", seed=seed, root=root, subclass="rocket")
+    original, info_o = superclass_original(task, split, seed=seed, device=device, progress=progress)
+    retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
+    models = [{"role": role, "task": "cifar20", "model": task.model, "seed": seed,
+               "cache_key": Path(info["path"]).stem, "cache_hit": bool(info["hit"]),
+               "train_seconds": float(info["train_seconds"]), "test_accuracy": accuracy(m, split.test, device=device)}
+              for role, m, info in (("original", original, info_o), ("retrained", retrained, info_r))]
+    problem_key = {"task": as_dict(task), "split": {k: v for k, v in split.info.items() if k not in ("source", "counts")},
+                   "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
+    return Problem("cifar20", "sub_class", seed, split, original, retrained, float(info_r["seconds_this_run"]),
+                   task.train.epochs, models, problem_key)
 
 
 # ---------------------------------------------------------------------------- observations
@@ -443,120 +389,66 @@ def sensitivity_observations(models: dict[str, nn.Module], sets: dict[str, Tenso
     return frame
 
 
-# ---------------------------------------------------------------------------- main experiment
-
-def _pct(metrics: dict) -> dict:
-    return {"RA": 100 * metrics["RA"], "FA": 100 * metrics["FA"], "TA": 100 * metrics["TA"],
-            "MIA": 100 * metrics["mia_entropy_logreg"]}
-
-
-def run_scenario(cfg: Ch3Config, spec: ScenarioSpec, seed: int, *, original_seed: int, device, root=None,
-                 progress: bool = False) -> pd.DataFrame:
-    """Every method of ``cfg.methods`` on ``spec`` at ``seed``: one row per method.
-
-    Columns: scenario, seed, method, RA, FA, TA (accuracies in %), MIA (``mia_entropy_logreg``
-    in %: forget samples flagged as members), seconds (the method's wall time; Retrain: the
-    cached retrained model's training time). A last row "Original" scores the original model.
-    """
-    parts = scenario_models(spec, seed, original_seed=original_seed, device=device, root=root, progress=progress)
-    split = parts["split"]
-    rows = []
-    for name in cfg.methods:
-        if name == "retrain":
-            model, seconds = parts["retrained"], parts["retrain_seconds"]
-        else:
-            result = unlearn(name, parts["original"], split, profile=cfg.profile, device=str(device), seed=seed,
-                             **cfg.method_overrides.get(name, {}))
-            model, seconds = result.model, result.seconds
-        metrics = evaluate_split(model, split, device=device, seed=seed, retain_sample=cfg.retain_eval)
-        rows.append({"scenario": spec.key, "seed": seed, "method": METHOD_LABELS.get(name, name),
-                     **_pct(metrics), "seconds": seconds})
-    original = evaluate_split(parts["original"], split, device=device, seed=seed, retain_sample=cfg.retain_eval)
-    rows.append({"scenario": spec.key, "seed": seed, "method": "Original", **_pct(original),
-                 "seconds": float("nan")})
-    return pd.DataFrame(rows)
-
-
-def add_avg_gap(results: pd.DataFrame) -> pd.DataFrame:
-    """Add ``gap`` = mean(|ΔRA|, |ΔFA|, |ΔTA|) to the Retrain row of the same scenario and seed."""
-    keys = ["scenario", "seed"]
-    reference = results.loc[results["method"] == "Retrain", [*keys, "RA", "FA", "TA"]]
-    joined = results.merge(reference, on=keys, how="left", suffixes=("", "_retrain"))
-    gap = sum((joined[m] - joined[f"{m}_retrain"]).abs() for m in ("RA", "FA", "TA")) / 3
-    return results.assign(gap=gap.to_numpy())
-
-
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per scenario × method (method order kept)."""
-    cols = ["RA", "FA", "TA", "MIA", "gap", "seconds"]
-    order = list(dict.fromkeys(results["method"]))
-    grouped = results.groupby(["scenario", "method"], sort=False)[cols]
-    spread = grouped.std(ddof=1 if results["seed"].nunique() > 1 else 0).add_suffix("_std")
-    summary = grouped.mean().join(spread)
-    summary = summary.reset_index()
-    summary["method"] = pd.Categorical(summary["method"], order, ordered=True)
-    return summary.sort_values(["scenario", "method"]).set_index(["scenario", "method"])
-
-
-def format_summary(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """``mean ± std`` strings per metric, for display."""
-    cols = ["RA", "FA", "TA", "MIA", "gap", "seconds"]
-    out = pd.DataFrame(index=summary.index)
-    for c in cols:
-        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" if not math.isnan(m) else "–"
-                  for m, s in zip(summary[c], summary[f"{c}_std"])]
-    return out.rename(columns={"gap": "Avg. Gap", "seconds": "time (s)", "MIA": "MIA (entropy)"})
-
-
 # ---------------------------------------------------------------------------- ablations
 
-def mumis_run(original: nn.Module, split: Split, cfg: MuMisConfig, seed: int, *, device, retain_eval=None,
-              on_step=None) -> tuple[nn.Module, dict]:
-    """MU-Mis from a copy of ``original`` on ``split.forget`` only; returns the model and a
-    record ``{RA, FA, TA, MIA (in %), steps, stopped, seconds, final_loss}``."""
-    model = copy.deepcopy(original).to(device)
-    ctx = RunContext(torch.device(device), seed)
+def mumis_config(profile: str, problem: Problem, settings: dict, **changes) -> MuMisConfig:
+    """MU-Mis's config on ``problem``: its budget (:func:`~.harness.budget_settings`), the
+    ``settings`` of a pick, then ``changes``."""
+    budget = budget_settings("mumis", problem.retrain_epochs)
+    return MuMisConfig.for_profile(profile, {**budget, **settings, **changes})
+
+
+def mumis_run(problem: Problem, cfg: MuMisConfig, *, device, retain_eval=None, on_step=None) -> tuple[nn.Module, dict]:
+    """MU-Mis from a copy of ``problem.original`` on its forget set only; returns the model and
+    a record: every metric of :func:`~.harness.measure` (fractions), ``avg_gap`` to the
+    retrained model, steps, stopped (by the rule), seconds, final_loss."""
+    model = copy.deepcopy(problem.original).to(device)
+    ctx = RunContext(torch.device(device), problem.seed)
     start = time.perf_counter()
-    trace = run_mumis(model, split.without_retain().forget, split.num_classes, cfg, ctx, on_step=on_step)
+    trace = run_mumis(model, problem.split.without_retain().forget, problem.split.num_classes, cfg, ctx,
+                      on_step=on_step)
     seconds = time.perf_counter() - start
-    metrics = evaluate_split(model, split, device=device, seed=seed, retain_sample=retain_eval)
-    return model, {**_pct(metrics), "steps": trace.steps, "stopped": trace.stopped_by_rule,
-                   "seconds": seconds, "final_loss": trace.losses[-1]}
+    metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+    reference = measure(problem.retrained, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+    return model, {**metrics, "avg_gap": avg_gap(metrics, reference), "steps": trace.steps,
+                   "stopped": trace.stopped_by_rule, "seconds": seconds, "final_loss": trace.losses[-1]}
 
 
-def mumis_ablation(cfg: Ch3Config, original: nn.Module, split: Split, seed: int, *, device) -> pd.DataFrame:
-    """MU-Mis with one knob changed at a time: the default run, each loss term alone, the δ
-    values and learning rates of ``cfg`` (those equal to the default are not rerun).
+def mumis_ablation(cfg: Ch3Config, problem: Problem, pick: dict, *, device, retain_eval=None) -> pd.DataFrame:
+    """MU-Mis with one knob changed at a time from the tuned ``pick`` (at its budget): each loss
+    term alone, the δ values of ``cfg`` and the learning rate times each of its factors.
 
     One row per run: knob, value and the record of :func:`mumis_run`.
     """
-    default = cfg.mumis()
+    default = mumis_config(cfg.profile, problem, pick)
     runs = [("default", "", default)]
-    runs += [("terms", t, cfg.mumis(terms=t)) for t in ("target", "irrelevant")]
-    runs += [("delta", d, cfg.mumis(delta=d)) for d in cfg.ablation_deltas if d != default.delta]
-    runs += [("lr", lr, cfg.mumis(lr=lr)) for lr in cfg.ablation_lrs if lr != default.lr]
+    runs += [("terms", t, replace(default, terms=t)) for t in ("target", "irrelevant")]
+    runs += [("delta", d, replace(default, delta=d)) for d in cfg.ablation_deltas if d != default.delta]
+    runs += [("lr", f"{f:g}× = {default.lr * f:.3g}", replace(default, lr=default.lr * f))
+             for f in cfg.ablation_lr_factors if f != 1]
     rows = []
     for knob, value, mcfg in runs:
-        _, record = mumis_run(original, split, mcfg, seed, device=device, retain_eval=cfg.retain_eval)
+        _, record = mumis_run(problem, mcfg, device=device, retain_eval=retain_eval)
         rows.append({"knob": knob, "value": str(value), **record})
     return pd.DataFrame(rows)
 
 
-def unbounded_curve(cfg: Ch3Config, original: nn.Module, split: Split, seed: int, *, device,
-                    eval_n: int = 500) -> pd.DataFrame:
-    """MU-Mis without the stopping rule for ``cfg.unbounded_steps`` updates.
+def unbounded_curve(cfg: Ch3Config, problem: Problem, pick: dict, *, device, eval_n: int = 500) -> pd.DataFrame:
+    """MU-Mis (the tuned ``pick``) without the stopping rule for ``cfg.unbounded_steps`` updates.
 
     Every ``cfg.unbounded_every`` steps records the loss on the whole forget set (one fixed
-    draw of c'), the stopping ratio, and test / forget accuracy (test capped at ``eval_n``).
-    Stops early once the loss is no longer finite (float overflow: the last row shows it).
+    draw of c'), the stopping ratio, and test / forget accuracy (fractions; test capped at
+    ``eval_n``). Stops early once the loss is no longer finite (the last row shows it).
     """
     dev = torch.device(device)
+    split, seed = problem.split, problem.seed
     forget = split.forget
     test = _sample(split.test, eval_n, seed)
     x_f, y_f = as_input(forget.x, dev), forget.y.to(dev)
     fixed_c = draw_irrelevant_classes(y_f, split.num_classes, generator(seed + 7))
-    steps_per_epoch = math.ceil(len(forget) / cfg.mumis().batch_size)
-    mcfg = cfg.mumis(delta=None, max_epochs=math.ceil(cfg.unbounded_steps / steps_per_epoch))
+    base = mumis_config(cfg.profile, problem, pick)
+    steps_per_epoch = math.ceil(len(forget) / base.batch_size)
+    mcfg = replace(base, delta=None, max_epochs=math.ceil(cfg.unbounded_steps / steps_per_epoch))
     rows = []
 
     def record(step: int, model: nn.Module) -> bool:
@@ -564,12 +456,12 @@ def unbounded_curve(cfg: Ch3Config, original: nn.Module, split: Split, seed: int
             out = mumis_loss(model, x_f, y_f, fixed_c)
             rows.append({"step": step, "loss": out.loss.item(),
                          "irrelevant_norm": out.irrelevant_sq.sum().sqrt().item(),
-                         "TA": 100 * _acc(model, test, dev), "FA": 100 * _acc(model, forget, dev)})
+                         "TA": _acc(model, test, dev), "FA": _acc(model, forget, dev)})
             if not math.isfinite(rows[-1]["loss"]):
                 return True
         return step >= cfg.unbounded_steps
 
-    model = copy.deepcopy(original).to(dev).eval()
+    model = copy.deepcopy(problem.original).to(dev).eval()
     record(0, model)
     run_mumis(model, forget, split.num_classes, mcfg, RunContext(dev, seed), on_step=record)
     frame = pd.DataFrame(rows)

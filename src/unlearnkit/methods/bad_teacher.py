@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
-from .base import (MethodConfig, RunContext, distill_kl, epoch_batches, param, register,
+from .base import (MethodConfig, RunContext, distill_kl, epoch_batches, param, passes, register,
                    reset_parameters, step)
 
 
@@ -27,7 +27,8 @@ class BadTeacherConfig(MethodConfig):
     """Bad Teacher hyperparameters. Paper values: DLFD's baseline (Adam, lr 1e-3, T = 4) with
     the original code's 1 epoch, batch 256 and 30% of the retain set."""
 
-    epochs: int = param(1, smoke=3, low=1)
+    epochs: float = param(1, smoke=3, low=0, low_open=True)
+    """Passes over the forget set plus retain subset; fractions run that share of a pass."""
     lr: float = param(1e-3, smoke=0.01, low=0, low_open=True)
     batch_size: int = param(256, cpu=128, smoke=32, low=1)
     temperature: float = param(4.0, low=0, low_open=True)
@@ -42,7 +43,8 @@ def forget_flagged(forget: TensorSet, retain: TensorSet, fraction: float, gen: t
     return TensorSet(x, flag)
 
 
-@register("bad_teacher", config=BadTeacherConfig, needs_retain=True, reference="chundawat2023badteacher",
+@register("bad_teacher", label="Bad Teacher", reference_retrain_epochs=100, config=BadTeacherConfig, needs_retain=True, passes=("epochs",),
+          reference="chundawat2023badteacher",
           idea="distil from the original on retain data and from a random network on forget data")
 def bad_teacher(model: nn.Module, split: Split, cfg: BadTeacherConfig, ctx: RunContext) -> nn.Module:
     """``min_w Σ KL_T(teacher(x) ‖ f(x; w))``, teacher = random net on D_f, original on a D_r subset."""
@@ -51,10 +53,10 @@ def bad_teacher(model: nn.Module, split: Split, cfg: BadTeacherConfig, ctx: RunC
     student = model
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     gen = ctx.generator()
-    for _ in trange(cfg.epochs, desc="bad teacher", disable=not ctx.progress):
+    for frac in tqdm(passes(cfg.epochs), desc="bad teacher", disable=not ctx.progress):
         data = forget_flagged(split.forget, split.retain, cfg.retain_fraction, gen)
         student.train()
-        for x, is_forget in epoch_batches(data, cfg.batch_size, gen, ctx.device):
+        for x, is_forget in epoch_batches(data, cfg.batch_size, gen, ctx.device, fraction=frac):
             with torch.no_grad():
                 target = torch.where(is_forget[:, None].bool(), incompetent(x), competent(x))
             step(optimizer, distill_kl(student(x), target, cfg.temperature))

@@ -7,15 +7,19 @@ their code, ``cpu`` scaled down for a 2-core CPU, ``smoke`` tiny) and its allowe
 
     @dataclass(frozen=True)
     class FinetuneConfig(SGDConfig):
-        epochs: int = param(10, cpu=2, smoke=5, low=1)
+        epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
         lr: float = param(0.01, smoke=0.1, low=0, low_open=True)
 
     @register("finetune", config=FinetuneConfig, needs_retain=True, needs_forget=False,
+              passes=("epochs",), reference_retrain_epochs=160, label="FT",
               reference="golatkar2020eternal", idea="keep training on the retain set")
     def finetune(model, split, cfg, ctx):
         return finetune_loop(model, split.retain, cfg, ctx)
 
-A method returns the unlearned model, or ``(model, info)`` with a dict of extras.
+A method returns the unlearned model, or ``(model, info)`` with a dict of extras. ``passes``
+names the hyperparameters that count passes over data (the ones a compute budget scales); they
+may be fractional, and a method runs them through :func:`passes` and ``epoch_batches(...,
+fraction=)``: 2.5 epochs are two full passes and the first half of a third.
 
 :func:`unlearn` is the single entry point. Before any work it validates the name, the
 profile, every hyperparameter (name, type, range, and model-dependent checks such as CF-k's
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -99,7 +105,8 @@ class SGDConfig(MethodConfig):
     """Hyperparameters shared by the SGD-based methods (SalUn / Unlearn-Sparse conventions:
     momentum 0.9, weight decay 5e-4, batch 256). Methods override the defaults they change."""
 
-    epochs: int = param(10, cpu=2, smoke=5, low=1)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    """Passes over the data; fractions run that share of a pass."""
     lr: float = param(0.01, low=0, low_open=True)
     batch_size: int = param(256, cpu=128, smoke=32, low=1)
     momentum: float = param(0.9, low=0, high=1, high_open=True)
@@ -135,7 +142,11 @@ class MethodSpec:
 
     run returns the unlearned model, or ``(model, info)`` with a dict of extras (e.g. a cache
     hit); ``info["train_seconds"]``, when present, is the method's measured compute time and
-    becomes :attr:`UnlearnResult.seconds` (a Retrain loaded from the model cache).
+    becomes :attr:`UnlearnResult.seconds` (a Retrain loaded from the model cache). passes:
+    the hyperparameters counting passes over data (what a compute budget scales).
+    reference_retrain_epochs: the retrain length of the code base the ``paper`` pass values
+    come from; their ratio is the method's budget as a fraction of the retrain cost. label:
+    the display name in tables (``FT``, ``NegGrad``, ...).
     """
 
     name: str
@@ -146,6 +157,9 @@ class MethodSpec:
     reference: str
     idea: str
     uses_fit: bool = False
+    passes: tuple[str, ...] = ()
+    reference_retrain_epochs: float | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,22 +179,35 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register(name: str, *, config: type[MethodConfig], needs_retain: bool, reference: str,
-             idea: str, needs_forget: bool = True, uses_fit: bool = False,
+             idea: str, needs_forget: bool = True, uses_fit: bool = False, passes: tuple[str, ...] = (),
+             reference_retrain_epochs: float | None = None, label: str | None = None,
              registry: dict[str, MethodSpec] | None = None):
     """Decorator adding ``run(model, split, cfg, ctx) -> nn.Module`` to the registry as ``name``.
 
     A duplicate name raises. ``needs_retain=False`` methods receive ``split.without_retain()``,
-    which raises on any access to the retain set. ``registry`` defaults to :data:`METHODS`.
+    which raises on any access to the retain set. ``passes``: the config fields counting passes
+    over data (each must be a field of ``config``); ``reference_retrain_epochs`` (required with
+    ``passes``): the retrain length their ``paper`` values were set against. ``label``: display
+    name (default ``name``). ``registry`` defaults to :data:`METHODS`.
     """
     table = METHODS if registry is None else registry
     if not (isinstance(config, type) and issubclass(config, MethodConfig)):
         raise TypeError(f"config for method {name!r} must be a MethodConfig subclass; got {config!r}")
+    fields = sorted(f.name for f in dataclasses.fields(config))
+    unknown = [p for p in passes if p not in fields]
+    if unknown:
+        raise ValueError(f"passes {unknown} of method {name!r} are not fields of {config.__name__}; "
+                         f"fields: {fields}")
+    if passes and not (isinstance(reference_retrain_epochs, (int, float)) and reference_retrain_epochs > 0):
+        raise ValueError(f"method {name!r} counts passes {list(passes)}, so it needs reference_retrain_epochs > 0 "
+                         f"(the retrain length its paper values were set against); got {reference_retrain_epochs!r}")
 
     def decorate(run):
         if name in table:
             raise ValueError(f"method {name!r} is already registered (by {table[name].run.__module__}); "
                              f"choose another name")
-        table[name] = MethodSpec(name, run, config, needs_retain, needs_forget, reference, idea, uses_fit)
+        table[name] = MethodSpec(name, run, config, needs_retain, needs_forget, reference, idea, uses_fit,
+                                 tuple(passes), reference_retrain_epochs, label or name)
         return run
 
     return decorate
@@ -310,10 +337,28 @@ def as_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return to_input(x, device)
 
 
-def epoch_batches(data: TensorSet, batch_size: int, gen: torch.Generator,
-                  device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One shuffled pass over ``data``: ``(x [B, C, H, W] float on device, y [B])``."""
-    for x, y in data.batches(batch_size, shuffle=True, generator=gen):
+def passes(epochs: float) -> list[float]:
+    """The passes of a run of ``epochs`` passes over the data, each as the share of a full pass
+    it runs: ``floor(epochs)`` full passes, then the remainder if any (2.5 → ``[1, 1, 0.5]``,
+    0.75 → ``[0.75]``, 3 → ``[1, 1, 1]``, 0 → ``[]``)."""
+    whole = math.floor(epochs)
+    rest = epochs - whole
+    return [1.0] * whole + ([rest] if rest > 0 else [])
+
+
+def pass_batches(n: int, batch_size: int, fraction: float = 1.0) -> int:
+    """Batches in ``fraction`` of a pass over ``n`` samples: ``max(1, ⌈fraction · ⌈n / batch_size⌉⌉)``,
+    the product less 1e-9 so that float error adds no batch (epochs 1.1 leave a fraction
+    0.10000000000000009: 1 of 10 batches, not 2)."""
+    return max(1, math.ceil(fraction * math.ceil(n / batch_size) - 1e-9))
+
+
+def epoch_batches(data: TensorSet, batch_size: int, gen: torch.Generator, device: torch.device,
+                  fraction: float = 1.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled pass over ``data``: ``(x [B, C, H, W] float on device, y [B])``; with
+    ``fraction < 1`` only its first :func:`pass_batches` batches (the shuffle draws the same from ``gen``)."""
+    count = pass_batches(len(data), batch_size, fraction)
+    for x, y in itertools.islice(data.batches(batch_size, shuffle=True, generator=gen), count):
         yield as_input(x, device), y.to(device)
 
 

@@ -27,7 +27,9 @@ class CFkConfig(SGDConfig):
     cosine); 10 epochs and k = 2 are our choice [unverified: the notebooks' values are not recovered]."""
 
     k: int = param(2, low=1)
-    epochs: int = param(10, cpu=2, smoke=5, low=1)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    """Passes over the retain set; fractions run that share of a pass (the cosine schedule
+    counts the started passes)."""
     lr: float = param(1e-3, cpu=0.01, smoke=0.2, low=0, low_open=True)
     weight_decay: float = param(0.0, low=0)
 
@@ -61,14 +63,16 @@ def train_last_blocks(model: nn.Module, split: Split, cfg: CFkConfig, ctx: RunCo
     return model.requires_grad_(True)
 
 
-@register("cf_k", config=CFkConfig, needs_retain=True, needs_forget=False, reference="goel2022cfk",
+@register("cf_k", label="CF-k", reference_retrain_epochs=160, config=CFkConfig, needs_retain=True, needs_forget=False, passes=("epochs",),
+          reference="goel2022cfk",
           idea="fine-tune only the last k blocks on the retain set")
 def cf_k(model: nn.Module, split: Split, cfg: CFkConfig, ctx: RunContext) -> nn.Module:
     """``min_{w_last} CE(D_r)`` over the last ``k`` blocks, starting from the original weights."""
     return train_last_blocks(model, split, cfg, ctx, "cf-k")
 
 
-@register("eu_k", config=EUkConfig, needs_retain=True, needs_forget=False, reference="goel2022cfk",
+@register("eu_k", label="EU-k", reference_retrain_epochs=160, config=EUkConfig, needs_retain=True, needs_forget=False, passes=("epochs",),
+          reference="goel2022cfk",
           idea="re-initialise the last k blocks and retrain them on the retain set")
 def eu_k(model: nn.Module, split: Split, cfg: EUkConfig, ctx: RunContext) -> nn.Module:
     """Re-initialise the last ``k`` blocks (seeded), then train them on the retain set."""

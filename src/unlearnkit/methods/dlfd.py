@@ -58,7 +58,8 @@ from torch import nn
 from ..data.core import Split, TensorSet
 from ..metrics import accuracy, forgetting_score, mia_loss_logreg, per_sample_loss
 from ..transport import ot_distance
-from .base import MethodConfig, RunContext, endless_batches, epoch_batches, param, register, sgd, step
+from .base import (MethodConfig, RunContext, endless_batches, epoch_batches, param, pass_batches, passes,
+                   register, sgd, step)
 
 OT_SPACES = ("logits", "features")
 
@@ -75,7 +76,8 @@ PAPER_SETTINGS = {
 class DLFDConfig(MethodConfig):
     """DLFD hyperparameters; ``paper`` defaults are the MUFAC notebook's (``PAPER_SETTINGS``).
 
-    epochs, lr, batch_size, momentum, weight_decay: the SGD fine-tuning (one epoch in the paper).
+    epochs, lr, batch_size, momentum, weight_decay: the SGD fine-tuning (one epoch in the paper;
+    fractional epochs run that share of a pass).
     forget_weight ``w_f``: weight of the OT term. lambda_start / lambda_end: the linear schedule
     of the cross-entropy weight ``λ_t``. perturbation_steps, step_size ``η``: sign-ascent steps
     on δ, η in pixel units. forget_threshold: perturb while ``FS ≥`` it; selection_cap: only
@@ -85,7 +87,7 @@ class DLFDConfig(MethodConfig):
     ``"logits"`` (released code) or penultimate ``"features"``.
     """
 
-    epochs: int = param(1, low=1)
+    epochs: float = param(1, low=0, low_open=True)
     lr: float = param(0.008, cpu=0.01, smoke=0.05, low=0, low_open=True)
     batch_size: int = param(32, smoke=16, low=2)
     momentum: float = param(0.9, low=0, high=1, high_open=True)
@@ -243,10 +245,12 @@ def dlfd_train(model: nn.Module, split: Split, cfg: DLFDConfig, ctx: RunContext,
     optimizer = sgd(model.parameters(), cfg)
     forget = endless_batches(split.forget, cfg.batch_size, ctx.generator(1), ctx.device)
     monitor = ForgettingMonitor(split, cfg.monitor_samples, ctx.generator(2), ctx.device)
-    total = cfg.epochs * math.ceil(len(split.retain) / cfg.batch_size)
+    fractions = passes(cfg.epochs)
+    total = sum(pass_batches(len(split.retain), cfg.batch_size, frac) for frac in fractions)
     trace, best_accuracy, best_state, score = DLFDTrace(), -1.0, None, math.inf
     model.train()
-    batches = (b for _ in range(cfg.epochs) for b in epoch_batches(split.retain, cfg.batch_size, ctx.generator(), ctx.device))
+    batches = (b for frac in fractions
+               for b in epoch_batches(split.retain, cfg.batch_size, ctx.generator(), ctx.device, fraction=frac))
     for batch, (x_r, y_r) in enumerate(batches):
         lam = lambda_schedule(batch, total, cfg.lambda_start, cfg.lambda_end)
         perturb = score >= cfg.forget_threshold
@@ -266,7 +270,7 @@ def dlfd_train(model: nn.Module, split: Split, cfg: DLFDConfig, ctx: RunContext,
     return model.eval(), trace
 
 
-@register("dlfd", config=DLFDConfig, needs_retain=True, reference="choi2025dlfd",
+@register("dlfd", label="DLFD", reference_retrain_epochs=100, config=DLFDConfig, needs_retain=True, passes=("epochs",), reference="choi2025dlfd",
           idea="fine-tune one epoch on retain samples perturbed to move their OT distance away "
                "from the forget set's outputs, gated and selected by a forgetting score")
 def dlfd(model: nn.Module, split: Split, cfg: DLFDConfig, ctx: RunContext) -> nn.Module:
@@ -274,7 +278,7 @@ def dlfd(model: nn.Module, split: Split, cfg: DLFDConfig, ctx: RunContext) -> nn
     return dlfd_train(model, split, cfg, ctx)[0]
 
 
-@register("dlfd_released", config=DLFDConfig, needs_retain=True, reference="choi2025dlfd",
+@register("dlfd_released", label="DLFD-released", reference_retrain_epochs=100, config=DLFDConfig, needs_retain=True, passes=("epochs",), reference="choi2025dlfd",
           idea="DLFD as released: OT on clean outputs (no effect), normalised-space clamp, eval-mode steps")
 def dlfd_released(model: nn.Module, split: Split, cfg: DLFDConfig, ctx: RunContext) -> nn.Module:
     """The released code's algorithm (see the module docstring for each difference)."""

@@ -22,7 +22,7 @@ from torch import nn
 from ..data.core import Split, TensorSet
 from ..sensitivity import (LOSS_TERMS, class_sensitivity_norms, draw_irrelevant_classes, mumis_loss,
                            stopping_ratio)
-from .base import MethodConfig, RunContext, as_input, param, register
+from .base import MethodConfig, RunContext, as_input, param, pass_batches, passes, register
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,14 @@ class MuMisConfig(MethodConfig):
 
     delta:      stop once the irrelevant-class sensitivity ratio exceeds δ (> 1); ``None``
                 switches the rule off (ablation: the loss then decreases without bound).
-    max_epochs: passes over the forget set allowed before giving up on reaching δ.
+    max_epochs: passes over the forget set allowed before giving up on reaching δ; fractions run
+                that share of a pass.
     terms:      ``both`` (the method), ``target`` or ``irrelevant`` alone (ablations).
     """
 
     lr: float = param(3e-3, low=0, low_open=True)
     delta: float | None = param(1.3, low=1, low_open=True)
-    max_epochs: int = param(20, cpu=15, smoke=5, low=1)
+    max_epochs: float = param(20, cpu=15, smoke=5, low=0, low_open=True)
     batch_size: int = param(128, smoke=32, low=1)
     momentum: float = param(0.0, low=0, high=1, high_open=True)
     terms: str = param("both", choices=LOSS_TERMS)
@@ -73,8 +74,9 @@ def run_mumis(model: nn.Module, forget: TensorSet, num_classes: int, cfg: MuMisC
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     order_gen, class_gen = ctx.generator(0), ctx.generator(1)
     trace = MuMisTrace()
-    for _ in range(cfg.max_epochs):
-        for index in torch.randperm(len(forget), generator=order_gen).split(cfg.batch_size):
+    for frac in passes(cfg.max_epochs):
+        order = torch.randperm(len(forget), generator=order_gen).split(cfg.batch_size)
+        for index in order[:pass_batches(len(forget), cfg.batch_size, frac)]:
             x, y = as_input(forget.x[index], ctx.device), forget.y[index].to(ctx.device)
             irrelevant = draw_irrelevant_classes(y, num_classes, class_gen)
             out = mumis_loss(model, x, y, irrelevant, terms=cfg.terms)
@@ -92,7 +94,7 @@ def run_mumis(model: nn.Module, forget: TensorSet, num_classes: int, cfg: MuMisC
     return trace
 
 
-@register("mumis", config=MuMisConfig, needs_retain=False, reference="cheng2024mumis",
+@register("mumis", label="MU-Mis", reference_retrain_epochs=160, config=MuMisConfig, needs_retain=False, passes=("max_epochs",), reference="cheng2024mumis",
           idea="minimise the true-class input sensitivity relative to a random irrelevant class, "
                "on the forget set only, until a stopping ratio δ")
 def mumis(model: nn.Module, split: Split, cfg: MuMisConfig, ctx: RunContext) -> nn.Module:

@@ -12,29 +12,30 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, endless_batches, epoch_batches, param, register, sgd, step
+from .base import RunContext, SGDConfig, endless_batches, epoch_batches, param, passes, register, sgd, step
 
 
 @dataclass(frozen=True)
 class NegGradConfig(SGDConfig):
     """NegGrad hyperparameters; paper values from the Unlearn-Sparse / SalUn README (5 epochs, lr 1e-4)."""
 
-    epochs: int = param(5, cpu=3, smoke=5, low=1)
+    epochs: float = param(5, cpu=3, smoke=5, low=0, low_open=True)
+    """Passes over the forget set; fractions run that share of a pass."""
     lr: float = param(1e-4, cpu=1e-3, smoke=2e-3, low=0, low_open=True)
 
 
-@register("neggrad", config=NegGradConfig, needs_retain=False, reference="thudi2022unrolling",
+@register("neggrad", label="NegGrad", reference_retrain_epochs=160, config=NegGradConfig, needs_retain=False, passes=("epochs",), reference="thudi2022unrolling",
           idea="gradient ascent on the forget set's cross-entropy")
 def neggrad(model: nn.Module, split: Split, cfg: NegGradConfig, ctx: RunContext) -> nn.Module:
     """``max_w Σ_{(x,y)∈D_f} CE(f(x; w), y)`` by SGD steps on ``−CE``; never reads the retain set."""
     optimizer = sgd(model.parameters(), cfg)
     gen = ctx.generator()
-    for _ in trange(cfg.epochs, desc="neggrad", disable=not ctx.progress):
+    for frac in tqdm(passes(cfg.epochs), desc="neggrad", disable=not ctx.progress):
         model.train()
-        for x, y in epoch_batches(split.forget, cfg.batch_size, gen, ctx.device):
+        for x, y in epoch_batches(split.forget, cfg.batch_size, gen, ctx.device, fraction=frac):
             step(optimizer, -F.cross_entropy(model(x), y))
     return model
 
@@ -44,12 +45,14 @@ class NegGradPlusConfig(SGDConfig):
     """NegGrad+ hyperparameters. Paper values: Kurmanji et al.'s large-scale (CIFAR, ResNet)
     setting as restated by a secondary source (β = 0.9999, lr 0.01, 5 epochs) [unverified]."""
 
-    epochs: int = param(5, cpu=2, smoke=5, low=1)
+    epochs: float = param(5, cpu=2, smoke=5, low=0, low_open=True)
+    """Passes over the retain set; fractions run that share of a pass."""
     lr: float = param(0.01, smoke=0.02, low=0, low_open=True)
     retain_weight: float = param(0.9999, cpu=0.99, smoke=0.9, low=0, high=1)
 
 
-@register("neggrad_plus", config=NegGradPlusConfig, needs_retain=True, reference="kurmanji2023scrub",
+@register("neggrad_plus", label="NegGrad+", reference_retrain_epochs=160, config=NegGradPlusConfig, needs_retain=True, passes=("epochs",),
+          reference="kurmanji2023scrub",
           idea="descent on the retain set plus weighted ascent on the forget set")
 def neggrad_plus(model: nn.Module, split: Split, cfg: NegGradPlusConfig, ctx: RunContext) -> nn.Module:
     """``min_w β·CE(D_r) − (1−β)·CE(D_f)``: each retain batch is paired with the next forget
@@ -58,9 +61,9 @@ def neggrad_plus(model: nn.Module, split: Split, cfg: NegGradPlusConfig, ctx: Ru
     forget = endless_batches(split.forget, cfg.batch_size, ctx.generator(1), ctx.device)
     beta = cfg.retain_weight
     gen = ctx.generator()
-    for _ in trange(cfg.epochs, desc="neggrad+", disable=not ctx.progress):
+    for frac in tqdm(passes(cfg.epochs), desc="neggrad+", disable=not ctx.progress):
         model.train()
-        for x_r, y_r in epoch_batches(split.retain, cfg.batch_size, gen, ctx.device):
+        for x_r, y_r in epoch_batches(split.retain, cfg.batch_size, gen, ctx.device, fraction=frac):
             x_f, y_f = next(forget)
             loss = beta * F.cross_entropy(model(x_r), y_r) - (1 - beta) * F.cross_entropy(model(x_f), y_f)
             step(optimizer, loss)

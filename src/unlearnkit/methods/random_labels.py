@@ -13,17 +13,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, epoch_batches, param, register, wrong_labels
+from .base import RunContext, SGDConfig, epoch_batches, param, passes, register, wrong_labels
 
 
 @dataclass(frozen=True)
 class RandomLabelsConfig(SGDConfig):
     """RL hyperparameters; paper values from the SalUn README command (10 epochs, lr 0.1)."""
 
-    epochs: int = param(10, cpu=2, smoke=5, low=1)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    """Epochs (a forget pass then a retain pass); fractions run that share of both passes."""
     lr: float = param(0.1, cpu=0.01, smoke=0.01, low=0, low_open=True)
 
 
@@ -51,23 +52,24 @@ def masked_sgd_step(optimizer: torch.optim.SGD, loss: torch.Tensor, params: list
 def relabel_unlearn(model: nn.Module, split: Split, cfg: RandomLabelsConfig, ctx: RunContext,
                     masks: list[torch.Tensor] | None = None, desc: str = "random labels") -> nn.Module:
     """RL loop: per epoch, CE on the forget set with fresh wrong labels, then CE on the retain
-    set. ``masks`` (one 0/1 tensor per parameter, in ``model.parameters()`` order) restricts
-    the updates to the weights marked 1."""
+    set (a fractional epoch runs that share of each). ``masks`` (one 0/1 tensor per parameter,
+    in ``model.parameters()`` order) restricts the updates to the weights marked 1."""
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=0.0)
     gen_order, gen_labels = ctx.generator(0), ctx.generator(1)
     k = split.num_classes
-    for _ in trange(cfg.epochs, desc=desc, disable=not ctx.progress):
+    for frac in tqdm(passes(cfg.epochs), desc=desc, disable=not ctx.progress):
         model.train()
-        for x, y in epoch_batches(split.forget, cfg.batch_size, gen_order, ctx.device):
+        for x, y in epoch_batches(split.forget, cfg.batch_size, gen_order, ctx.device, fraction=frac):
             loss = F.cross_entropy(model(x), wrong_labels(y, k, gen_labels))
             masked_sgd_step(optimizer, loss, params, masks, cfg.weight_decay)
-        for x, y in epoch_batches(split.retain, cfg.batch_size, gen_order, ctx.device):
+        for x, y in epoch_batches(split.retain, cfg.batch_size, gen_order, ctx.device, fraction=frac):
             masked_sgd_step(optimizer, F.cross_entropy(model(x), y), params, masks, cfg.weight_decay)
     return model
 
 
-@register("random_labels", config=RandomLabelsConfig, needs_retain=True, reference="graves2021amnesiac",
+@register("random_labels", label="RL", reference_retrain_epochs=160, config=RandomLabelsConfig, needs_retain=True, passes=("epochs",),
+          reference="graves2021amnesiac",
           idea="train on the forget set relabelled with random wrong classes, and on the retain set")
 def random_labels(model: nn.Module, split: Split, cfg: RandomLabelsConfig, ctx: RunContext) -> nn.Module:
     """``min_w Σ_{D_f} CE(f(x; w), ỹ) + Σ_{D_r} CE(f(x; w), y)``, ``ỹ ≠ y`` uniform, redrawn every epoch."""

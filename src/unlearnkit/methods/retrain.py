@@ -53,8 +53,9 @@ class RetrainConfig(MethodConfig):
         self.train_config(0)
 
 
-@register("retrain", config=RetrainConfig, needs_retain=True, needs_forget=False, reference="",
-          idea="train from scratch on the retain set only (the gold standard)", uses_fit=True)
+@register("retrain", label="Retrain", config=RetrainConfig, needs_retain=True, needs_forget=False, reference="",
+          idea="train from scratch on the retain set only (the gold standard)", uses_fit=True,
+          passes=())
 def retrain(model: nn.Module, split: Split, cfg: RetrainConfig, ctx: RunContext):
     """Re-initialise every layer, then ``min_w Σ_{D_r} CE`` with the training recipe (or ``ctx.fit``)."""
     fresh = reset_parameters(model)

@@ -48,7 +48,7 @@ def saliency_mask(model: nn.Module, forget: TensorSet, ratio: float, *, batch_si
     return [m.view_as(p) for m, p in zip(flat.split([p.numel() for p in params]), params)]
 
 
-@register("salun", config=SalUnConfig, needs_retain=True, reference="fan2024salun",
+@register("salun", label="SalUn", reference_retrain_epochs=160, config=SalUnConfig, needs_retain=True, passes=("epochs",), reference="fan2024salun",
           idea="random labels, updating only the weights most salient for the forget loss (top-k mask)")
 def salun(model: nn.Module, split: Split, cfg: SalUnConfig, ctx: RunContext) -> nn.Module:
     """Compute the saliency mask at the original weights, then run masked random-label unlearning."""

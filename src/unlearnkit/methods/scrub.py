@@ -5,7 +5,10 @@ Teacher = the original model (frozen), student = a copy. Each epoch: while
 ``epoch < max_steps``, one *max-step* pass over the forget set minimising
 ``−KL_T(teacher ‖ student)``; then one *min-step* pass over the retain set minimising
 ``γ · CE(student) + α · KL_T(teacher ‖ student)``, with ``KL_T`` the temperature-``T``
-distillation loss (:func:`base.distill_kl`).
+distillation loss (:func:`base.distill_kl`). Both counts may be fractional: epoch ``i`` (its
+share ``s`` of a pass) runs ``s`` of a min-step pass and ``min(s, max_steps − i)`` of a
+max-step pass when that is positive (``max_steps = 1.5``: a full max-step pass in epoch 0, half
+of one in epoch 1).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, distill_kl, epoch_batches, param, register, sgd, step
+from .base import RunContext, SGDConfig, distill_kl, epoch_batches, param, passes, register, sgd, step
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,10 @@ class ScrubConfig(SGDConfig):
     """SCRUB hyperparameters. Paper values: DLFD's baseline (2 epochs, 2 max-steps, lr 5e-4,
     T = 4) with the SCRUB code's loss weights γ = 0.99, α = 0.001."""
 
-    epochs: int = param(2, cpu=2, smoke=5, low=1)
-    max_steps: int = param(2, cpu=2, smoke=3, low=0)
+    epochs: float = param(2, cpu=2, smoke=5, low=0, low_open=True)
+    """Epochs (a max-step pass then a min-step pass); fractions run that share of both passes."""
+    max_steps: float = param(2, cpu=2, smoke=3, low=0)
+    """Max-step passes over the forget set, in the first epochs; fractions run that share of a pass."""
     lr: float = param(5e-4, cpu=2e-3, smoke=2e-3, low=0, low_open=True)
     batch_size: int = param(64, smoke=32, low=1)
     temperature: float = param(4.0, low=0, low_open=True)
@@ -36,7 +41,8 @@ class ScrubConfig(SGDConfig):
     kl_weight: float = param(0.001, low=0)
 
 
-@register("scrub", config=ScrubConfig, needs_retain=True, reference="kurmanji2023scrub",
+@register("scrub", label="SCRUB", reference_retrain_epochs=100, config=ScrubConfig, needs_retain=True, passes=("epochs", "max_steps"),
+          reference="kurmanji2023scrub",
           idea="teacher-student: maximise divergence from the original on forget, minimise it on retain")
 def scrub(model: nn.Module, split: Split, cfg: ScrubConfig, ctx: RunContext) -> nn.Module:
     """Alternate max-steps (forget) and min-steps (retain) on the student."""
@@ -44,12 +50,13 @@ def scrub(model: nn.Module, split: Split, cfg: ScrubConfig, ctx: RunContext) -> 
     student = model
     optimizer = sgd(student.parameters(), cfg)
     gen = ctx.generator()
-    for epoch in trange(cfg.epochs, desc="scrub", disable=not ctx.progress):
+    for epoch, frac in enumerate(tqdm(passes(cfg.epochs), desc="scrub", disable=not ctx.progress)):
         student.train()
-        if epoch < cfg.max_steps:  # max-step: move away from the teacher on the forget set
-            for x, _ in epoch_batches(split.forget, cfg.batch_size, gen, ctx.device):
+        max_frac = min(frac, max(0, cfg.max_steps - epoch))
+        if max_frac > 0:  # max-step: move away from the teacher on the forget set
+            for x, _ in epoch_batches(split.forget, cfg.batch_size, gen, ctx.device, fraction=max_frac):
                 step(optimizer, -distill_kl(student(x), _teacher_logits(teacher, x), cfg.temperature))
-        for x, y in epoch_batches(split.retain, cfg.batch_size, gen, ctx.device):  # min-step
+        for x, y in epoch_batches(split.retain, cfg.batch_size, gen, ctx.device, fraction=frac):  # min-step
             logits = student(x)
             kl = distill_kl(logits, _teacher_logits(teacher, x), cfg.temperature)
             step(optimizer, cfg.ce_weight * F.cross_entropy(logits, y) + cfg.kl_weight * kl)

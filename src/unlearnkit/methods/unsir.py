@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
-from .base import MethodConfig, RunContext, as_input, epoch_batches, param, register, step
+from .base import MethodConfig, RunContext, as_input, epoch_batches, param, passes, register, step
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,11 @@ class UnsirConfig(MethodConfig):
     noise_steps: int = param(40, cpu=20, smoke=10, low=1)
     noise_lr: float = param(0.1, low=0, low_open=True)
     noise_reg: float = param(0.1, low=0)
-    impair_epochs: int = param(1, low=1)
+    impair_epochs: float = param(1, low=0, low_open=True)
+    """Passes over the noise plus retain subset; fractions run that share of a pass."""
     impair_lr: float = param(1e-3, cpu=0.01, smoke=0.02, low=0, low_open=True)
-    repair_epochs: int = param(2, cpu=1, smoke=2, low=0)
+    repair_epochs: float = param(2, cpu=1, smoke=2, low=0)
+    """Passes over the retain subset (0: no repair); fractions run that share of a pass."""
     repair_lr: float = param(1e-3, cpu=0.005, smoke=0.01, low=0, low_open=True)
     batch_size: int = param(32, cpu=128, smoke=32, low=1)
     retain_fraction: float = param(0.3, smoke=1.0, low=0, high=1, low_open=True)
@@ -58,17 +60,19 @@ def error_maximising_noise(model: nn.Module, target: int, shape: tuple[int, ...]
     return (0.5 + 0.5 * z).detach().cpu()
 
 
-def _train(model: nn.Module, data: TensorSet, epochs: int, lr: float, cfg: UnsirConfig, ctx: RunContext,
+def _train(model: nn.Module, data: TensorSet, epochs: float, lr: float, cfg: UnsirConfig, ctx: RunContext,
            gen: torch.Generator, desc: str) -> None:
-    """``epochs`` epochs of Adam on ``CE`` over ``data`` (a fresh optimiser per phase, as in DLFD's code)."""
+    """``epochs`` (possibly fractional) passes of Adam on ``CE`` over ``data`` (a fresh optimiser
+    per phase, as in DLFD's code)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in trange(epochs, desc=desc, disable=not ctx.progress):
+    for frac in tqdm(passes(epochs), desc=desc, disable=not ctx.progress):
         model.train()
-        for x, y in epoch_batches(data, cfg.batch_size, gen, ctx.device):
+        for x, y in epoch_batches(data, cfg.batch_size, gen, ctx.device, fraction=frac):
             step(optimizer, F.cross_entropy(model(x), y))
 
 
-@register("unsir", config=UnsirConfig, needs_retain=True, reference="tarun2023unsir",
+@register("unsir", label="UNSIR", reference_retrain_epochs=100, config=UnsirConfig, needs_retain=True, passes=("impair_epochs", "repair_epochs"),
+          reference="tarun2023unsir",
           idea="learn noise that maximises the loss of each forget class, impair on it, repair on retain")
 def unsir(model: nn.Module, split: Split, cfg: UnsirConfig, ctx: RunContext) -> nn.Module:
     """Noise per forget class → impair (noise + retain subset) → repair (retain subset)."""

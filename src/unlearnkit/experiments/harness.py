@@ -1,0 +1,473 @@
+"""The comparison harness: every method meets the same problem, budget, tuning rule and metrics.
+
+Chapters compose these functions; they never import each other.
+
+* :class:`Problem`: one forgetting task at one seed (split, original, retrained model, the
+  retraining time measured in this run, provenance of every model).
+* :func:`budget_settings`: a method's pass-counting hyperparameters at its declared fraction of
+  the retrain cost (the reference code bases' ratio, the same at every profile).
+* :class:`Grid` and :func:`select`: the tuning grid every method gets, and the selection rule
+  that never looks at the retrained model (the oracle pick, which does, is labelled as such).
+* :func:`run_method` / :func:`run_methods`: one method at one setting on one problem, cached
+  like a trained model; one row of metrics per run.
+* :func:`compare`: tune on the first seed, run the picks on every seed, one long table.
+* :func:`summarise` (95 % t-intervals, :func:`unlearnkit.metrics.t_interval`) and
+  :func:`variance_components`: statistics over seeds.
+
+Units: accuracies, attack scores and the Avg. Gap are fractions in [0, 1]; times in seconds.
+Metric names are those of :func:`unlearnkit.metrics.evaluate_split`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import itertools
+import json
+import math
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import as_dict, check_choice, check_range, config_hash
+from ..data.core import Split, TensorSet
+from ..methods import get_method, unlearn
+from ..metrics import accuracy, avg_gap, evaluate_split, t_interval
+from ..runtime import atomic_torch_save, atomic_write_text, cache_root, writable_folder
+
+METRICS = ("RA", "FA", "TA", "FTA", "mia_loss_logreg", "mia_efficacy_svc", "mia_entropy_logreg",
+           "forgetting_score", "nomus", "val_accuracy", "heldout_accuracy", "avg_gap", "seconds",
+           "time_fraction")
+"""The numeric columns of a run row (FTA is NaN where the split has no forget_test)."""
+RULES = ("forget_then_val", "oracle")
+SCENARIOS = ("full_class", "random_subset", "sub_class", "identity")
+
+
+@dataclass
+class Problem:
+    """One forgetting problem at one seed.
+
+    task / scenario: e.g. ``"cifar10"`` / ``"full_class"``. seed: the seed of the forget draw
+    (and, built by :func:`~unlearnkit.experiments.tasks.make_problem`, of the original and the
+    retrained model). original / retrained: models in eval mode. retrain_seconds: retraining
+    time measured in this run. retrain_epochs: the retrain recipe's epochs (budgets scale
+    with it). models: provenance rows (``role, task, model, seed, cache_key, cache_hit,
+    train_seconds, test_accuracy``). key: what identifies the problem in the run cache.
+    """
+
+    task: str
+    scenario: str
+    seed: int
+    split: Split
+    original: nn.Module
+    retrained: nn.Module
+    retrain_seconds: float
+    retrain_epochs: float
+    models: list[dict]
+    key: dict
+    original_seed: int | None = None
+
+    def __post_init__(self):
+        if self.original_seed is None:
+            self.original_seed = self.seed
+
+    @property
+    def name(self) -> str:
+        """``task/scenario``, e.g. ``cifar10/full_class``."""
+        return f"{self.task}/{self.scenario}"
+
+
+# ---------------------------------------------------------------------------- budgets
+
+def budget_settings(method: str, retrain_epochs: float) -> dict[str, float]:
+    """The method's pass-counting hyperparameters at its declared budget.
+
+    Each registered method names its pass-counting fields (``spec.passes``) and the retrain
+    length of the code base its paper values come from (``spec.reference_retrain_epochs``).
+    The ratio of the two is kept at every profile: ``value = paper value × retrain_epochs /
+    reference``; e.g. FT's 10 epochs against SalUn's 160-epoch retrain give 0.625 epochs
+    against a 10-epoch retrain. Empty for methods without pass fields (Retrain).
+    """
+    spec = get_method(method)
+    check_range("retrain_epochs", retrain_epochs, 0, low_open=True)
+    paper = spec.config.defaults("paper")
+    return {name: paper[name] * retrain_epochs / spec.reference_retrain_epochs for name in spec.passes}
+
+
+def budget_fraction(method: str, settings: Mapping[str, float], retrain_epochs: float) -> float:
+    """Passes over the method's training data per epoch of the retrain: the sum of its pass
+    fields (SCRUB's ``max_steps`` counts passes inside its epochs, so it is left out) divided
+    by ``retrain_epochs``. NaN for methods without pass fields."""
+    names = [n for n in get_method(method).passes if n != "max_steps"]
+    if not names:
+        return math.nan
+    return sum(float(settings[n]) for n in names) / retrain_epochs
+
+
+# ---------------------------------------------------------------------------- tuning grid
+
+def _lr_fields(method: str) -> tuple[str, ...]:
+    return tuple(n for n in get_method(method).config.defaults("paper") if n == "lr" or n.endswith("_lr"))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The tuning grid every method gets: its learning rate(s) times each of ``lr_factors``,
+    crossed with its paper-specific knob where ``knobs`` names one (``{method: {field: values}}``).
+
+    A method with several rates (UNSIR's impair and repair rates) scales them together. The
+    grid is checked against the registry when it is built: unknown methods or fields, empty
+    value lists and non-positive factors raise before any training.
+    """
+
+    lr_factors: tuple[float, ...] = (0.3, 1.0, 3.0)
+    knobs: dict = field(default_factory=lambda: {"mumis": {"delta": (1.3, 2.0)}})
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_factors", tuple(self.lr_factors))
+        if not self.lr_factors:
+            raise ValueError("Grid.lr_factors is empty; give at least one factor (1.0 = the default rate)")
+        for f in self.lr_factors:
+            check_range("lr factor", f, 0, low_open=True)
+        for method, table in self.knobs.items():
+            spec = get_method(method)
+            fields = spec.config.defaults("paper")
+            for name, values in table.items():
+                check_choice(f"hyperparameter of {method!r} in the grid", name, tuple(fields))
+                if not values:
+                    raise ValueError(f"the grid's values for {method}.{name} are empty; give at least one")
+                for value in values:
+                    spec.config.for_profile("paper", {name: value})  # validates type and range
+
+    def candidates(self, method: str, profile: str) -> list[dict]:
+        """Every grid point of ``method`` at ``profile``, as hyperparameter overrides."""
+        defaults = get_method(method).config.defaults(profile)
+        rates = _lr_fields(method)
+        lr_points = [{n: _round(defaults[n] * f) for n in rates} for f in self.lr_factors] if rates else [{}]
+        knob = self.knobs.get(method, {})
+        knob_points = [dict(zip(knob, values)) for values in itertools.product(*knob.values())] or [{}]
+        return [{**a, **b} for a, b in itertools.product(lr_points, knob_points)]
+
+
+def _round(value: float) -> float:
+    """``value`` to 6 significant digits (``0.1 * 3`` is stored as 0.3, not 0.30000000000000004)."""
+    return float(f"{value:.6g}")
+
+
+def forget_target(problem_scenario: str, num_classes: int, heldout_accuracy: float) -> float:
+    """The forget accuracy the selection rule accepts: chance (1/K) for a forgotten class, else
+    the model's own accuracy on held-out data of the training distribution."""
+    return 1.0 / num_classes if problem_scenario in ("full_class",) else heldout_accuracy
+
+
+def select(rows: pd.DataFrame, rule: str) -> int:
+    """The index of the row of ``rows`` (one method's grid on one problem) that ``rule`` picks.
+
+    ``forget_then_val`` (never reads the retrained model): among runs whose forget accuracy is
+    at most :func:`forget_target`, the highest validation accuracy; when none qualifies, the
+    run closest to qualifying (least FA − target). ``oracle``: the least Avg. Gap to the
+    retrained model (the field's common practice, reported beside it and labelled).
+    """
+    check_choice("selection rule", rule, RULES)
+    if rows.empty:
+        raise ValueError("select() got no runs to choose from")
+    if rule == "oracle":
+        return int(rows["avg_gap"].idxmin())
+    excess = rows["FA"] - rows["forget_target"]
+    admissible = rows[excess <= 0]
+    if len(admissible):
+        return int(admissible["val_accuracy"].idxmax())
+    return int(excess.idxmin())
+
+
+# ---------------------------------------------------------------------------- runs
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A digest of the package version and of the sources that decide a run's result (methods,
+    metrics, sensitivity, transport, train, models): editing any of them misses the run cache."""
+    package = Path(__file__).resolve().parents[1]
+    files = sorted((package / "methods").glob("*.py")) + [package / f"{m}.py" for m in
+                                                           ("metrics", "sensitivity", "transport", "train", "models")]
+    digest = hashlib.sha256(__version__.encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_key(problem: Problem, method: str, config: dict, *, seed: int, retain_eval: int | None) -> dict:
+    """The run cache key: the problem, the full method config, the method seed, the
+    evaluation settings and :func:`code_version`."""
+    return {"problem": problem.key, "seed_forget": problem.seed, "method": method, "config": config,
+            "method_seed": seed, "retain_eval": retain_eval, "code": code_version()}
+
+
+def run_path(key: dict, cache_dir=None) -> Path:
+    """Where the run of ``key`` is (or would be) stored: ``<cache>/runs/<hash>.pt``."""
+    return cache_root(cache_dir) / "runs" / f"{config_hash(key)}.pt"
+
+
+def _at_most(data: TensorSet, n: int | None, seed: int) -> TensorSet:
+    if n is None or len(data) <= n:
+        return data
+    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n])
+
+
+def measure(model: nn.Module, problem: Problem, *, seed: int, device, retain_eval: int | None) -> dict:
+    """Every metric of :func:`evaluate_split` plus ``val_accuracy`` (the validation set, capped
+    at ``retain_eval`` samples) and ``heldout_accuracy`` (the unseen set where there is one,
+    else the validation accuracy): the selection rule's inputs."""
+    split = problem.split
+    out = evaluate_split(model, split, device=device, seed=seed, retain_sample=retain_eval)
+    out["val_accuracy"] = accuracy(model, _at_most(split.val, retain_eval, seed), device=device) \
+        if split.val is not None else math.nan
+    out["heldout_accuracy"] = (accuracy(model, _at_most(split.unseen, retain_eval, seed), device=device)
+                               if split.unseen is not None else out["val_accuracy"])
+    out["forget_target"] = forget_target(problem.scenario, split.num_classes, out["heldout_accuracy"])
+    out.pop("n_retain_eval", None)
+    return out
+
+
+def _row(problem: Problem, method: str, metrics: dict, seconds: float, **extra) -> dict:
+    spec = get_method(method) if method != "original" else None
+    return {"problem": problem.name, "task": problem.task, "scenario": problem.scenario, "seed": problem.seed,
+            "original_seed": problem.original_seed, "method": method, "label": spec.label if spec else "Original",
+            "reads_retain": spec.needs_retain if spec else None, **metrics, "FTA": metrics.get("FTA", math.nan),
+            "seconds": seconds, "retrain_seconds": problem.retrain_seconds, **extra}
+
+
+def run_method(problem: Problem, method: str, settings: Mapping | None = None, *, profile: str, device,
+               retain_eval: int | None = None, seed: int | None = None, budget: bool = True,
+               cache_dir=None, progress: bool = False) -> dict:
+    """Run ``method`` on ``problem`` with ``settings`` (overrides of the profile defaults, on top
+    of its :func:`budget_settings` when ``budget``) and measure it; cached.
+
+    seed: the method's seed (default the problem's). The entry ``<cache>/runs/<hash>.pt`` holds
+    the unlearned state dict and the row; it is written atomically, keyed by :func:`run_key`.
+    Returns the row: problem, task, scenario, seed, method, label, reads_retain, settings
+    (JSON), budget_fraction, every metric of :func:`measure`, seconds (the method's wall time,
+    from the run that produced the entry), retrain_seconds, cache_hit, run_path.
+    """
+    seed = problem.seed if seed is None else seed
+    spec = get_method(method)
+    if spec.uses_fit:
+        raise ValueError(f"{method!r} is the reference; its row comes with the problem (run_methods adds it)")
+    overrides = {**(budget_settings(method, problem.retrain_epochs) if budget else {}), **(settings or {})}
+    config = spec.config.for_profile(profile, overrides)  # validates before any work
+    key = run_key(problem, method, as_dict(config), seed=seed, retain_eval=retain_eval)
+    path = run_path(key, cache_dir)
+    entry = _load_run(path, key)
+    if entry is None:
+        writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
+        result = unlearn(method, problem.original, problem.split, profile=profile, device=str(device),
+                         seed=seed, progress=progress, **overrides)
+        metrics = measure(result.model, problem, seed=seed, device=device, retain_eval=retain_eval)
+        entry = {"state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+                 "meta": {"key": key, "seconds": result.seconds, "metrics": metrics}}
+        atomic_torch_save(entry, path)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(entry["meta"], indent=2, default=str))
+        hit = False
+    else:
+        hit = True
+    meta = entry["meta"]
+    return _row(problem, method, meta["metrics"], float(meta["seconds"]),
+                settings=json.dumps(dict(settings or {}), sort_keys=True),
+                budget_fraction=budget_fraction(method, overrides, problem.retrain_epochs)
+                if spec.passes else math.nan, method_seed=seed, cache_hit=hit, run_path=str(path))
+
+
+def _load_run(path: Path, key: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as err:
+        warnings.warn(f"unreadable run cache entry {path} ({type(err).__name__}); running again")
+        return None
+    return entry if entry.get("meta", {}).get("key") == key else None
+
+
+def load_unlearned(problem: Problem, row: Mapping) -> nn.Module:
+    """The unlearned model of a run row (from its cache entry), in eval mode."""
+    entry = torch.load(row["run_path"], map_location="cpu", weights_only=True)
+    model = copy.deepcopy(problem.original).cpu()
+    model.load_state_dict(entry["state_dict"])
+    return model.eval()
+
+
+def reference_rows(problem: Problem, *, device, retain_eval: int | None) -> list[dict]:
+    """The Original and Retrain rows of ``problem`` (Retrain: its training time measured in this run)."""
+    rows = []
+    for method, model, seconds in (("original", problem.original, math.nan),
+                                   ("retrain", problem.retrained, problem.retrain_seconds)):
+        metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+        rows.append(_row(problem, method, metrics, seconds, settings="{}", budget_fraction=1.0 if method == "retrain"
+                         else math.nan, method_seed=problem.seed, cache_hit=None, run_path=""))
+    return rows
+
+
+def add_gap(rows: pd.DataFrame) -> pd.DataFrame:
+    """``avg_gap`` (:func:`unlearnkit.metrics.avg_gap` of RA, FA, TA, as fractions) to the Retrain row of
+    the same problem and seed, and ``time_fraction`` = seconds / retrain_seconds."""
+    reference = rows[rows["method"] == "retrain"].set_index(["problem", "seed"])
+    gaps = [avg_gap(r, reference.loc[(r["problem"], r["seed"])]) for _, r in rows.iterrows()]
+    return rows.assign(avg_gap=gaps, time_fraction=rows["seconds"] / rows["retrain_seconds"])
+
+
+def run_methods(problem: Problem, methods: Sequence[str] | Mapping[str, Mapping], *, profile: str, device,
+                retain_eval: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Original, Retrain and every method of ``methods`` (names, or ``{name: settings}``) on
+    ``problem``, each at its budget: one row per model, ``avg_gap`` and ``time_fraction`` added."""
+    table = dict(methods) if isinstance(methods, Mapping) else {m: {} for m in methods}
+    for name, settings in table.items():
+        get_method(name).config.for_profile(profile, settings)  # every setting checked before any work
+    rows = reference_rows(problem, device=device, retain_eval=retain_eval)
+    for name, settings in tqdm(table.items(), desc=problem.name, disable=not progress, leave=False):
+        if name != "retrain":
+            rows.append(run_method(problem, name, settings, profile=profile, device=device, retain_eval=retain_eval))
+    return add_gap(pd.DataFrame(rows))
+
+
+def check_methods(methods: Sequence[str], grid: Grid, profile: str) -> None:
+    """Every method known and every grid point valid at ``profile``, before any training."""
+    if not methods:
+        raise ValueError("no methods to compare; give at least one registered method name")
+    for name in methods:
+        if name == "retrain":
+            continue
+        for point in grid.candidates(name, profile):
+            get_method(name).config.for_profile(profile, point)
+
+
+def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, profile: str, device,
+            retain_eval: int | None = None, oracle: bool = True, progress: bool = False) -> pd.DataFrame:
+    """The comparison: per scenario, tune every method on the first problem's seed, then run its
+    picks on every seed.
+
+    problems: the same scenario at several seeds (several scenarios may be mixed; each is tuned
+    on its first problem). Rows, one long table: Original and Retrain per problem; per method
+    the grid runs on the tuning seed (``pick="grid"``), and the ``forget_then_val`` pick
+    (``pick="rule"``) and, when ``oracle``, the least-gap pick (``pick="oracle"``) on every seed
+    (the tuning seed's pick rows repeat its grid run, read from the run cache). Columns of
+    :func:`run_method`, plus pick and ``avg_gap`` / ``time_fraction`` (:func:`add_gap`).
+    """
+    check_methods(methods, grid, profile)
+    by_scenario: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_scenario.setdefault(p.name, []).append(p)
+    rows = []
+    for group in by_scenario.values():
+        refs = {p.seed: reference_rows(p, device=device, retain_eval=retain_eval) for p in group}
+        rows += [r for rs in refs.values() for r in rs]
+        tuning = group[0]
+        for name in tqdm([m for m in methods if m != "retrain"], desc=tuning.name, disable=not progress):
+            grid_rows = add_gap(pd.DataFrame(refs[tuning.seed] + [
+                run_method(tuning, name, point, profile=profile, device=device, retain_eval=retain_eval)
+                for point in grid.candidates(name, profile)]))
+            grid_rows = grid_rows[grid_rows["method"] == name].reset_index(drop=True)
+            rows += [{**r, "pick": "grid"} for r in grid_rows.to_dict("records")]
+            for rule in (("forget_then_val", "oracle") if oracle else ("forget_then_val",)):
+                settings = json.loads(grid_rows.loc[select(grid_rows, rule), "settings"])
+                label = "rule" if rule == "forget_then_val" else "oracle"
+                for p in group:
+                    rows.append({**run_method(p, name, settings, profile=profile, device=device,
+                                              retain_eval=retain_eval), "pick": label})
+    frame = pd.DataFrame(rows)
+    frame["pick"] = frame["pick"].fillna("reference")
+    return add_gap(frame.drop(columns=["avg_gap", "time_fraction"], errors="ignore"))
+
+
+# ---------------------------------------------------------------------------- statistics
+
+def summarise(rows: pd.DataFrame, metrics: Sequence[str] = ("RA", "FA", "TA", "avg_gap"),
+              by: Sequence[str] = ("problem", "method", "pick")) -> pd.DataFrame:
+    """Per group of ``by`` and metric: ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` (95 % t
+    over the seeds of the group). Long format: one row per group × metric."""
+    out = []
+    for keys, part in rows.groupby(list(by), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for m in metrics:
+            n, mean, low, high = t_interval(part[m].tolist())
+            sd = float(part[m].std(ddof=1)) if n > 1 else math.nan
+            out.append({**dict(zip(by, keys)), "label": part["label"].iloc[0], "metric": m, "n": n,
+                        "mean": mean, "sd": sd, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(out)
+
+
+def display(summary: pd.DataFrame, *, scale: float = 100.0, digits: int = 1,
+            index: Sequence[str] = ("label",)) -> pd.DataFrame:
+    """``mean [ci_low, ci_high]`` strings, metrics as columns (×``scale``: % and points by default)."""
+    def cell(r):
+        if math.isnan(r["mean"]):
+            return "–"
+        if math.isnan(r["ci_low"]):
+            return f"{scale * r['mean']:.{digits}f}"
+        return f"{scale * r['mean']:.{digits}f} [{scale * r['ci_low']:.{digits}f}, {scale * r['ci_high']:.{digits}f}]"
+
+    frame = summary.assign(cell=summary.apply(cell, axis=1))
+    table = frame.pivot_table(index=list(index), columns="metric", values="cell", aggfunc="first", sort=False)
+    return table[[m for m in dict.fromkeys(summary["metric"]) if m in table]]
+
+
+def variance_components(rows: pd.DataFrame, value: str,
+                        factors: Sequence[str] = ("original_seed", "forget_seed", "method_seed")) -> pd.DataFrame:
+    """Share of the variance of ``value`` explained by each factor's main effect (η² of a
+    balanced factorial design) and by what remains (interactions and noise).
+
+    rows: one run per combination of the ``factors`` levels. Returns rows ``factor, ss, share``.
+    """
+    total = rows[value] - rows[value].mean()
+    ss_total = float((total ** 2).sum())
+    out, explained = [], 0.0
+    for f in factors:
+        means = rows.groupby(f)[value].transform("mean") - rows[value].mean()
+        ss = float((means ** 2).sum())
+        explained += ss
+        out.append({"factor": f, "ss": ss, "share": ss / ss_total if ss_total > 0 else math.nan})
+    rest = ss_total - explained
+    out.append({"factor": "interactions and noise", "ss": rest, "share": rest / ss_total if ss_total > 0 else math.nan})
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------- reading the table
+
+def main_rows(rows: pd.DataFrame, pick: str = "rule") -> pd.DataFrame:
+    """The Original and Retrain rows and every method's ``pick`` rows (``rule`` or ``oracle``):
+    one row per model and seed, what a results table shows."""
+    check_choice("pick", pick, ("rule", "oracle"))
+    return rows[rows["pick"].isin(("reference", pick))].reset_index(drop=True)
+
+
+def seed_values(rows: pd.DataFrame, problem: str, method: str, metric: str, pick: str = "rule") -> list[float]:
+    """``metric`` of ``method`` on ``problem`` at every seed (the values a verdict's interval uses)."""
+    part = main_rows(rows, pick)
+    part = part[(part["problem"] == problem) & (part["method"] == method)]
+    if part.empty:
+        raise ValueError(f"no {pick!r} rows of {method!r} on {problem!r}; problems: {sorted(rows['problem'].unique())}")
+    return part.sort_values("seed")[metric].astype(float).tolist()
+
+
+def picks_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and method: the settings each rule picked on the tuning seed, the grid size
+    and the budget (passes per retrain epoch)."""
+    grid = rows[rows["pick"] == "grid"]
+    out = []
+    for (problem, method), part in grid.groupby(["problem", "method"], sort=False):
+        chosen = rows[(rows["problem"] == problem) & (rows["method"] == method)]
+        row = {"problem": problem, "method": method, "label": part["label"].iloc[0], "grid points": len(part),
+               "budget (fraction of retrain epochs)": part["budget_fraction"].iloc[0]}
+        for pick in ("rule", "oracle"):
+            chosen_pick = chosen[chosen["pick"] == pick]
+            if len(chosen_pick):
+                row[f"{pick} pick"] = chosen_pick["settings"].iloc[0]
+        out.append(row)
+    return pd.DataFrame(out)
