@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from unlearnkit import runner
-from unlearnkit.record import VERDICTS
+from unlearnkit.record import SCORE_FIELDS, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = runner.toc_chapters(ROOT)
@@ -29,8 +29,8 @@ REQUIRED_IDS = {
     "02_dlfd": {"nomus_original", "nomus_retrain", "nomus_dlfd", "nomus_dlfd_released",
                 "nomus_best_baseline", "dlfd_beats_baselines", "ot_term_effect"},
     "03_mumis": {"full_class_avg_gap_mumis", "full_class_fa_mumis", "random_subset_avg_gap_mumis",
-                 "speedup_vs_retrain", "sensitivity_gap_trained_vs_init"},
-    "04_head-to-head": {"consistent_with_chapter_2", "consistent_with_chapter_3"},
+                 "speedup_vs_retrain", "sensitivity_gap_trained_vs_init", "mumis_beats_baselines_full_class"},
+    "04_head-to-head": {"dlfd_beats_its_baselines", "mumis_beats_its_baselines", "mumis_speedup_full_class"},
     "05_speed": {"benchmarks_present"},
 }
 
@@ -52,7 +52,8 @@ def test_chapter_smoke_results(smoke_runs, stem):
     _, runs = smoke_runs
     results = json.loads(runs[stem].results.read_text())
     assert results["chapter"] == stem and results["profile"] == "smoke"
-    assert {"device", "seed", "data", "parameters", "values", "scorecard", "wall_time_s"} <= set(results)
+    assert {"device", "seed", "data", "parameters", "values", "scorecard", "wall_time_s", "models",
+            "config"} <= set(results)
     assert results["data"], "a chapter must say where its data came from"
     assert results["parameters"]["profile"] == "smoke"
     assert results["wall_time_s"] > 0
@@ -60,9 +61,16 @@ def test_chapter_smoke_results(smoke_runs, stem):
     assert len(ids) == len(set(ids))
     assert REQUIRED_IDS.get(stem, set()) <= set(ids), f"missing scorecard ids: {REQUIRED_IDS[stem] - set(ids)}"
     for row in results["scorecard"]:
-        assert set(row) == {"id", "claim", "paper", "ours", "verdict", "note"}
+        assert set(row) == set(SCORE_FIELDS)
         assert row["verdict"] in VERDICTS
         assert row["ours"] is not None, f"{row['id']} has no measured value"
+        assert row["n"] >= 1 and row["rule"], f"{row['id']} does not say what its verdict rests on"
+        assert row["paper"] is None or row["arxiv"], f"{row['id']} quotes a value without its source"
+        if row["ci_low"] is not None:
+            assert row["ci_low"] <= row["ours"] <= row["ci_high"] and row["n"] >= 2
+    for model in results["models"]:
+        assert {"role", "task", "seed", "cache_key", "cache_hit", "train_seconds", "test_accuracy"} <= set(model)
+        assert 0 <= model["test_accuracy"] <= 1
     assert _finite_numbers(results["values"])
 
 

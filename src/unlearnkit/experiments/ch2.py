@@ -1,23 +1,25 @@
 """Chapter 2 experiments: DLFD, distribution-level feature distancing (Choi & Na, AAAI 2025).
 
-* :func:`face_problem` / :func:`cifar_problem`: a split with its original and retrained models
-  (both cached): identity forgetting on faces (CK+48 at ``cpu``; MUFAC or RAF-DB at ``paper``
-  when present) and CIFAR-10 random 10 % forgetting (the book's shared CIFAR-10 task).
-* :func:`run_methods`: Original, Retrain, the baselines, DLFD and DLFD-released on one problem:
-  test accuracy, loss-MIA (forget vs unseen), forgetting score, NoMUS, wall time, and the
-  feature–label correlation of :func:`feature_label_correlation` (correlation collapse).
+* :func:`face_problem`: identity forgetting on faces, the book's problem (CK+48 at ``cpu``), or
+  DLFD's released MUFAC / RAF-DB split at ``paper`` when present; CIFAR-10 random 10 % is the
+  book's problem too (:func:`.tasks.book_problem`).
+* The comparison is the book's (:func:`.harness.compare`); :func:`ablation_rows` adds DLFD
+  without its OT term, :func:`collapse_rows` the feature–label correlation of
+  :func:`feature_label_correlation` (correlation collapse) of the tuned models.
 * :func:`dlfd_traces`: per-batch OT distance, gate and forgetting score of both DLFD variants.
 * :func:`ot_step_share`: the share of a DLFD step spent on the OT term, measured.
-* :func:`summarise` and :func:`scorecard_inputs`: mean ± std over seeds and the verdict inputs.
+* :func:`chapter_frame` and :func:`scorecard_inputs`: the chapter's table and the verdict inputs.
 
-Profile defaults live in :func:`profile_config` (frozen :class:`Ch2Config`).
+Profile settings live in :func:`profile_config` (frozen :class:`Ch2Config`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,26 +33,23 @@ from torch import nn
 from ..config import as_dict, build_config, check_choice, check_profile, check_range
 from ..data.core import Split, TensorSet
 from ..data.faces import MUFAC_FOLDER, RAF_FOLDER, load_mufac, load_rafdb, mufac_split, rafdb_split
-from ..methods import get_method, unlearn
+from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
-from ..metrics import evaluate_split
+from ..metrics import accuracy
 from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
 from ..train import TrainConfig, cached_train, train_model
-from .tasks import ImageTask, cifar10_task, train_original, train_retrained
+from .harness import Problem, budget_settings, load_unlearned, main_rows, run_method
+from .tasks import TABLE_BASELINES, book_problem, face_task
 
 FACE_SOURCES = ("synthetic-faces", "ckplus", "mufac", "rafdb", "auto")
-BASELINES = ("finetune", "neggrad", "random_labels", "cf_k", "eu_k", "unsir", "bad_teacher", "scrub")
+BASELINES = TABLE_BASELINES["choi2025dlfd"]
 DLFD_VARIANTS = ("dlfd", "dlfd_released")
 METHODS = BASELINES + DLFD_VARIANTS
 COLLAPSE_METHODS = ("original", "retrain", "finetune", "neggrad", "random_labels", "dlfd", "dlfd_released")
-LABELS = {"original": "Original", "retrain": "Retrain", "finetune": "FT", "neggrad": "NegGrad",
-          "random_labels": "RL", "cf_k": "CF-k", "eu_k": "EU-k", "unsir": "UNSIR",
-          "bad_teacher": "Bad Teacher", "scrub": "SCRUB", "dlfd": "DLFD", "dlfd_released": "DLFD-released",
-          "dlfd_no_ot": "DLFD, w_f = 0"}
-ABLATIONS = {"dlfd_no_ot": ("dlfd", {"forget_weight": 0.0})}
-"""Extra runs on faces: the intended DLFD without its OT term isolates what that term contributes."""
+ABLATIONS = {"dlfd_no_ot": ("dlfd", {"forget_weight": 0.0}, "DLFD, w_f = 0")}
+"""Extra runs: the intended DLFD (its tuned pick) without its OT term isolates what that term contributes."""
 
 # The official emotion (RAF-DB) notebook's outputs, FACTS.md §2: test accuracy / MIA / NoMUS.
 OFFICIAL_EMOTION = {"original": (0.750, 0.674, 0.701), "retrain": (0.719, 0.520, 0.840),
@@ -61,112 +60,56 @@ OFFICIAL_AGE = {"original": (0.633, 0.692, 0.624), "retrain": (0.608, 0.555, 0.7
                 "finetune": (0.638, 0.688, 0.630), "neggrad": (0.412, 0.475, 0.681),
                 "unsir": (0.491, 0.531, 0.714), "bad_teacher": (0.420, 0.563, 0.647),
                 "scrub": (0.646, 0.664, 0.659), "dlfd_released": (0.620, 0.528, 0.782)}
-# DLFD's baseline settings (FACTS.md §2), used at the paper profile.
-PAPER_BASELINES = {"finetune": {"epochs": 2, "lr": 1e-3}, "neggrad": {"epochs": 1, "lr": 1e-3},
-                   "cf_k": {"epochs": 2}, "eu_k": {"epochs": 2}}
+OFFICIAL_SOURCE = "github:Dasol-Choi/DLFD notebooks' printed outputs (FACTS.md §2), not the paper's text"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def label(method: str) -> str:
+    """Display name of a registry name, ``Original``, or an ablation of :data:`ABLATIONS`."""
+    if method == "original":
+        return "Original"
+    return ABLATIONS[method][2] if method in ABLATIONS else get_method(method).label
 
 
 # ---------------------------------------------------------------------------- configuration
 
 @dataclass(frozen=True)
 class Ch2Config:
-    """Everything chapter 2 runs at one profile.
+    """What chapter 2 runs at one profile, beyond the book's protocol (:func:`.tasks.protocol`).
 
     face_source: ``synthetic-faces`` | ``ckplus`` | ``mufac`` | ``rafdb`` | ``auto`` (MUFAC, else
-    RAF-DB, else CK+48, by what is under the data root). face_task: model and training recipe
-    of the face original / retrained models (its dataset is the registry name for CK+ and the
-    synthetic set). face_image_size: side of MUFAC / RAF-DB images. cifar_task: the shared
-    CIFAR-10 task (``None``: skip CIFAR-10). seeds / cifar_seeds: repetitions (original model,
-    forget set, method seeds). method_overrides / cifar_overrides: hyperparameters per method
-    on faces / CIFAR-10 on top of the registry's profile defaults. retain_eval: retain samples
-    used for RA (``None``: all). probe_samples: cap per set for the linear probe.
+    RAF-DB, else CK+48, by what is under the data root). face_image_size: side of MUFAC / RAF-DB
+    images. cifar: also run the CIFAR-10 random 10 % problem. methods: registry names (Retrain
+    is every problem's reference row). probe_samples: cap per set for the linear probe.
     ot_timing_repeats: repetitions of the timed DLFD step.
     """
 
     profile: str
     face_source: str
-    face_task: ImageTask
     face_image_size: int
-    forget_subject_fraction: float
-    seeds: int
-    cifar_task: ImageTask | None
-    cifar_seeds: int
-    cifar_forget_fraction: float
+    cifar: bool
     methods: tuple[str, ...]
-    method_overrides: dict = field(default_factory=dict)
-    cifar_overrides: dict = field(default_factory=dict)
-    retain_eval: int | None = 1000
     probe_samples: int = 1000
     ot_timing_repeats: int = 3
 
     def __post_init__(self):
         check_profile(self.profile)
         check_choice("face_source", self.face_source, FACE_SOURCES)
-        check_range("forget_subject_fraction", self.forget_subject_fraction, 0, 1, low_open=True, high_open=True)
-        check_range("cifar_forget_fraction", self.cifar_forget_fraction, 0, 1, low_open=True, high_open=True)
-        for name in ("seeds", "cifar_seeds", "probe_samples", "ot_timing_repeats", "face_image_size"):
+        for name in ("probe_samples", "ot_timing_repeats", "face_image_size"):
             check_range(name, getattr(self, name), 1)
         for method in self.methods:
             get_method(method)
-        for name in ("dlfd", "dlfd_released"):
+        for name in DLFD_VARIANTS:
             if name not in self.methods:
                 raise ValueError(f"methods must include {name!r} (the chapter compares both DLFD variants)")
-        for table in (self.method_overrides, self.cifar_overrides):
-            for method, values in table.items():
-                get_method(method).config.for_profile(self.profile, values)
-
-    def overrides(self, method: str, dataset: str) -> dict:
-        """Hyperparameters of ``method`` on ``dataset`` (``faces`` or ``cifar``) beyond the registry's."""
-        table = self.method_overrides if dataset == "faces" else self.cifar_overrides
-        return dict(table.get(method, {}))
 
 
-def _face_task(profile: str) -> ImageTask:
-    if profile == "smoke":
-        return ImageTask("synthetic-faces", "face_cnn",
-                         TrainConfig(model="face_cnn", epochs=6, batch_size=32, lr=0.05, augment=False),
-                         load_kw={"num_subjects": 40, "images_per_subject": 6, "size": 24})
-    if profile == "cpu":
-        return ImageTask("ckplus", "face_cnn", TrainConfig(model="face_cnn", epochs=30, batch_size=64, lr=0.1))
-    return ImageTask("ckplus", "resnet18_dlfd", TrainConfig(model="resnet18_dlfd", epochs=100, batch_size=32,
-                                                          lr=0.01, schedule="cosine"))
-
-
-_FACE_BATCH = {name: {"batch_size": 32} for name in BASELINES}
-"""At ``cpu`` the baselines use DLFD's MUFAC batch size on faces (CK+ has a few hundred retain images)."""
-_SMOKE_METHODS = {**{name: {"epochs": 1} for name in ("finetune", "neggrad", "random_labels", "cf_k", "eu_k",
-                                                       "bad_teacher")},
-                  "scrub": {"epochs": 1, "max_steps": 1}, "unsir": {"noise_steps": 3, "repair_epochs": 1},
-                  "dlfd": {"monitor_every": 4}, "dlfd_released": {"monitor_every": 4}}
-"""At ``smoke`` every method does the least that still exercises its code path."""
 PROFILE_DEFAULTS: dict[str, dict] = {
-    "smoke": dict(face_source="synthetic-faces", face_image_size=24, forget_subject_fraction=0.15,
-                  seeds=1, cifar_seeds=1, cifar_forget_fraction=0.1, methods=METHODS, retain_eval=None,
-                  probe_samples=200, ot_timing_repeats=1, method_overrides=_SMOKE_METHODS,
-                  cifar_overrides=_SMOKE_METHODS),
-    "cpu": dict(face_source="ckplus", face_image_size=48, forget_subject_fraction=0.15, seeds=3,
-                cifar_seeds=1, cifar_forget_fraction=0.1, methods=METHODS, retain_eval=1000,
-                probe_samples=1000, ot_timing_repeats=3,
-                method_overrides=_FACE_BATCH,
-                cifar_overrides={name: {"batch_size": 128, "perturbation_steps": 3, "step_size": 0.02,
-                                        "monitor_every": 5} for name in DLFD_VARIANTS}),
-    "paper": dict(face_source="auto", face_image_size=128, forget_subject_fraction=0.15, seeds=3,
-                  cifar_seeds=3, cifar_forget_fraction=0.1, methods=METHODS, retain_eval=None,
-                  probe_samples=2000, ot_timing_repeats=5, method_overrides=PAPER_BASELINES,
-                  cifar_overrides={}),
+    "smoke": dict(face_source="synthetic-faces", face_image_size=24, cifar=True, probe_samples=200,
+                  ot_timing_repeats=1),
+    "cpu": dict(face_source="ckplus", face_image_size=48, cifar=True, probe_samples=1000, ot_timing_repeats=3),
+    "paper": dict(face_source="auto", face_image_size=128, cifar=True, probe_samples=2000, ot_timing_repeats=5),
 }
-CPU_CIFAR_POOL, CPU_CIFAR_TEST = 5000, 2000
-"""CIFAR-10 at ``cpu``: the same 5,000-image pool (4,500 after validation) and 2,000 test images
-as chapter 3, so the original and retrained models are shared cache entries."""
-
-
-def _cifar_task(profile: str) -> ImageTask:
-    if profile == "cpu":
-        return cifar10_task("cpu", max_train=CPU_CIFAR_POOL, max_test=CPU_CIFAR_TEST)
-    if profile == "smoke":
-        return cifar10_task("smoke", load_kw={"num_classes": 4, "n_per_class": 40, "n_test_per_class": 10, "size": 16})
-    return cifar10_task(profile)
 
 
 def resolve_face_source(source: str, root=None) -> str:
@@ -182,94 +125,62 @@ def resolve_face_source(source: str, root=None) -> str:
 def profile_config(profile: str, root=None, **overrides) -> Ch2Config:
     """The validated chapter-2 config of ``profile`` with ``overrides`` (unknown names raise).
 
-    At ``paper`` the face source is resolved against ``root`` and, for MUFAC / RAF-DB, DLFD
-    takes the official notebook's settings of that dataset (:data:`PAPER_SETTINGS`).
+    At ``paper`` the face source is resolved against ``root``; on MUFAC / RAF-DB, DLFD takes the
+    official notebook's settings of that dataset (:func:`dlfd_settings`).
     """
     check_profile(profile)
-    values = {"profile": profile, "face_task": _face_task(profile), "cifar_task": _cifar_task(profile),
-              **PROFILE_DEFAULTS[profile]}
+    values = {"profile": profile, "methods": METHODS, **PROFILE_DEFAULTS[profile]}
     values.update(overrides)
     values["face_source"] = resolve_face_source(values["face_source"], root)
-    if profile == "paper" and values["face_source"] in PAPER_SETTINGS:
-        dlfd = PAPER_SETTINGS[values["face_source"]]
-        values["method_overrides"] = {**values["method_overrides"], "dlfd": dlfd, "dlfd_released": dlfd}
     return build_config(Ch2Config, values)
+
+
+def dlfd_settings(cfg: Ch2Config) -> dict:
+    """DLFD's settings beyond the registry's on the face problem: the released notebook's on
+    MUFAC / RAF-DB at ``paper`` (:data:`PAPER_SETTINGS`), else none."""
+    return dict(PAPER_SETTINGS[cfg.face_source]) if cfg.face_source in PAPER_SETTINGS else {}
 
 
 # ---------------------------------------------------------------------------- problems
 
-@dataclass
-class Problem:
-    """One split with its original and retrained models (both in eval mode)."""
-
-    name: str
-    seed: int
-    split: Split
-    original: nn.Module
-    retrained: nn.Module
-    retrain_seconds: float
-    cache_hits: tuple[bool, bool]
-
-
-def _model_for(name: str, split: Split, mean, std) -> nn.Module:
+def _released_face_problem(cfg: Ch2Config, seed: int, *, device, root, progress: bool) -> Problem:
+    """MUFAC or RAF-DB with the released split and normalisation (ImageNet stats for MUFAC)."""
+    source = cfg.face_source
+    if source == "mufac":
+        split, mean, std = mufac_split(load_mufac(root, size=cfg.face_image_size)), IMAGENET_MEAN, IMAGENET_STD
+    else:
+        split, mean, std = rafdb_split(load_rafdb(root, size=cfg.face_image_size)), 0.5, 0.5
+    recipe = replace(face_task(cfg.profile).train, seed=seed)
+    key = {"dataset": source, "size": cfg.face_image_size, "train": as_dict(recipe)}
     example = split.retain.x[0]
-    return build_model(name, split.num_classes, in_channels=example.shape[0], image_size=example.shape[-1],
-                       mean=mean, std=std)
-
-
-def _cached(role: str, data: TensorSet, split: Split, recipe: TrainConfig, key: dict, seed: int, *,
-            mean, std, device, progress: bool) -> tuple[nn.Module, dict]:
-    recipe = replace(recipe, seed=seed)
 
     def build() -> nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return _model_for(recipe.model, split, mean, std)
+            return build_model(recipe.model, split.num_classes, in_channels=example.shape[0],
+                               image_size=example.shape[-1], mean=mean, std=std)
 
-    def fit(model: nn.Module) -> nn.Module:
-        return train_model(model, data, recipe, device=device, progress=progress, desc=f"{role} seed {seed}")
+    def trained(role: str, data: TensorSet):
+        fit = lambda m: train_model(m, data, recipe, device=device, progress=progress, desc=f"{role} seed {seed}")
+        return cached_train({"role": role, **key}, build, fit, device=device)
 
-    return cached_train({"role": role, "train": as_dict(recipe), **key}, build, fit, device=device)
-
-
-def _released_face_split(source: str, cfg: Ch2Config, root) -> tuple[Split, tuple, tuple]:
-    """MUFAC or RAF-DB with the released split and normalisation (ImageNet stats for MUFAC)."""
-    if source == "mufac":
-        return mufac_split(load_mufac(root, size=cfg.face_image_size)), IMAGENET_MEAN, IMAGENET_STD
-    return rafdb_split(load_rafdb(root, size=cfg.face_image_size)), 0.5, 0.5
+    (original, info_o), (retrained, info_r) = trained("original", split.train), trained("retrained", split.retain)
+    models = [{"role": role, "task": source, "model": recipe.model, "seed": seed, "cache_key": Path(i["path"]).stem,
+               "cache_hit": bool(i["hit"]), "train_seconds": float(i["train_seconds"]),
+               "test_accuracy": accuracy(m, split.test, device=device)}
+              for role, m, i in (("original", original, info_o), ("retrained", retrained, info_r))]
+    problem_key = {**key, "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
+    return Problem(source, "identity", seed, split, original, retrained, float(info_r["train_seconds"]),
+                   recipe.epochs, models, problem_key)
 
 
 def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool = False) -> Problem:
-    """Identity forgetting on faces: forget every image of ``forget_subject_fraction`` of the subjects
-    (registry faces), or DLFD's released split of MUFAC / RAF-DB."""
-    task = cfg.face_task
+    """Identity forgetting on faces: the book's problem (forget every image of 15 % of the
+    subjects), or DLFD's released split of MUFAC / RAF-DB. On the released splits Retrain's
+    time is its stored training time."""
     if cfg.face_source in ("mufac", "rafdb"):
-        split, mean, std = _released_face_split(cfg.face_source, cfg, root)
-        key = {"dataset": cfg.face_source, "size": cfg.face_image_size}
-        original, info_o = _cached("original", split.train, split, task.train, key, seed, mean=mean, std=std,
-                                   device=device, progress=progress)
-        retrained, info_r = _cached("retrained", split.retain, split, task.train, key, seed, mean=mean, std=std,
-                                    device=device, progress=progress)
-    else:
-        task = replace(task, dataset=cfg.face_source) if cfg.face_source != task.dataset else task
-        split = task.split("identity", seed=seed, root=root, forget_subject_fraction=cfg.forget_subject_fraction)
-        original, info_o = train_original(task, seed=seed, device=device, root=root, progress=progress,
-                                          num_classes=split.num_classes)
-        retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
-    # MUFAC / RAF-DB models come from _cached, which reports the stored time on a cache hit
-    seconds = info_r.get("seconds_this_run", info_r["train_seconds"])
-    return Problem("faces", seed, split, original, retrained, seconds, (info_o["hit"], info_r["hit"]))
-
-
-def cifar_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool = False) -> Problem:
-    """CIFAR-10 random ``cifar_forget_fraction`` forgetting on the shared CIFAR-10 task."""
-    task = cfg.cifar_task
-    split = task.split("random_subset", seed=seed, root=root, forget_fraction=cfg.cifar_forget_fraction)
-    original, info_o = train_original(task, seed=seed, device=device, root=root, progress=progress,
-                                      num_classes=split.num_classes)
-    retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
-    return Problem("cifar10", seed, split, original, retrained, info_r["seconds_this_run"],
-                   (info_o["hit"], info_r["hit"]))
+        return _released_face_problem(cfg, seed, device=device, root=root, progress=progress)
+    return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress)
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -325,38 +236,57 @@ def feature_label_correlation(model: nn.Module, split: Split, *, device, max_sam
             "separation_retain": class_separation(f_retain, retain.y)}
 
 
-def _measure(model: nn.Module, problem: Problem, method: str, seconds: float, cfg: Ch2Config, device) -> dict:
-    metrics = evaluate_split(model, problem.split, device=device, seed=problem.seed, retain_sample=cfg.retain_eval)
-    row = {"dataset": problem.name, "seed": problem.seed, "method": method, "label": LABELS[method],
-           "TA": metrics["TA"], "FA": metrics["FA"], "RA": metrics["RA"], "MIA": metrics["mia_loss_logreg"],
-           "FS": metrics["forgetting_score"], "NoMUS": metrics["nomus"], "seconds": seconds}
-    if method in COLLAPSE_METHODS:
-        row.update(feature_label_correlation(model, problem.split, device=device, max_samples=cfg.probe_samples,
-                                             seed=problem.seed))
-    return row
+def ablation_rows(problem: Problem, picks: dict[str, dict], *, profile: str, device,
+                  retain_eval: int | None) -> list[dict]:
+    """The :data:`ABLATIONS` on ``problem``: each base method's tuned pick with the changes."""
+    rows = []
+    for name, (method, changes, _) in ABLATIONS.items():
+        row = run_method(problem, method, {**picks[method], **changes}, profile=profile, device=device,
+                         retain_eval=retain_eval)
+        rows.append({**row, "method": name, "label": label(name), "pick": "ablation"})
+    return rows
 
 
-def run_methods(problem: Problem, cfg: Ch2Config, *, device, progress: bool = False) -> pd.DataFrame:
-    """One row per model: Original, Retrain, every method of ``cfg.methods`` and, on faces, the
-    :data:`ABLATIONS` on ``problem``."""
-    dataset = "faces" if problem.name == "faces" else "cifar"
-    rows = [_measure(problem.original, problem, "original", 0.0, cfg, device),
-            _measure(problem.retrained, problem, "retrain", problem.retrain_seconds, cfg, device)]
-    runs = [(method, method, {}) for method in cfg.methods]
-    if dataset == "faces":
-        runs += [(name, method, changes) for name, (method, changes) in ABLATIONS.items()]
-    for name, method, changes in runs:
-        result = unlearn(method, problem.original, problem.split, profile=cfg.profile, device=str(device),
-                         seed=problem.seed, progress=progress, **{**cfg.overrides(method, dataset), **changes})
-        rows.append(_measure(result.model, problem, name, result.seconds, cfg, device))
-    return pd.DataFrame(rows)
+def collapse_rows(problem: Problem, rows: pd.DataFrame, cfg: Ch2Config, *, device) -> pd.DataFrame:
+    """:func:`feature_label_correlation` of every :data:`COLLAPSE_METHODS` model of ``problem``
+    (Original, Retrain and the rule picks, read back from the run cache)."""
+    out = []
+    for _, row in rows[(rows["problem"] == problem.name) & (rows["seed"] == problem.seed)
+                       & rows["method"].isin(COLLAPSE_METHODS)].iterrows():
+        model = {"original": problem.original, "retrain": problem.retrained}.get(row["method"])
+        model = load_unlearned(problem, row) if model is None else model
+        out.append({"problem": problem.name, "seed": problem.seed, "method": row["method"],
+                    **feature_label_correlation(model.to(device), problem.split, device=device,
+                                                max_samples=cfg.probe_samples, seed=problem.seed)})
+    return pd.DataFrame(out)
 
 
-def dlfd_traces(problem: Problem, cfg: Ch2Config, *, device) -> pd.DataFrame:
-    """Per-batch trace of both DLFD variants: λ, gate, OT before/after the perturbation, FS, val accuracy."""
+def chapter_frame(runs: pd.DataFrame, extra: list[dict], collapse: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model and seed in the chapter's columns: dataset, seed, method, label, TA,
+    MIA (``mia_loss_logreg``), FS, NoMUS, seconds, time_fraction (and the collapse measures)."""
+    frame = pd.concat([main_rows(runs), pd.DataFrame(extra)], ignore_index=True)
+    frame = frame.assign(dataset=frame["task"], MIA=frame["mia_loss_logreg"], FS=frame["forgetting_score"],
+                         NoMUS=frame["nomus"])
+    columns = ["dataset", "problem", "seed", "method", "label", "TA", "FA", "MIA", "FS", "NoMUS", "seconds",
+               "time_fraction"]
+    frame = frame[columns]
+    if collapse is not None and len(collapse):
+        frame = frame.merge(collapse.drop(columns=["problem"]), on=["seed", "method"], how="left")
+    return frame
+
+
+def dlfd_config(cfg: Ch2Config, problem: Problem, pick: dict) -> DLFDConfig:
+    """DLFD's config on ``problem``: its budget, the tuned ``pick`` (which includes
+    :func:`dlfd_settings`, the grid's base)."""
+    return DLFDConfig.for_profile(cfg.profile, {**budget_settings("dlfd", problem.retrain_epochs), **pick})
+
+
+def dlfd_traces(problem: Problem, cfg: Ch2Config, picks: dict[str, dict], *, device) -> pd.DataFrame:
+    """Per-batch trace of both DLFD variants (each at its tuned pick): λ, gate, OT before/after
+    the perturbation, FS, val accuracy."""
     frames = []
     for method in DLFD_VARIANTS:
-        dlfd_cfg = DLFDConfig.for_profile(cfg.profile, cfg.overrides(method, "faces"))
+        dlfd_cfg = dlfd_config(cfg, problem, picks[method])
         ctx = RunContext(torch.device(device), problem.seed)
         with torch.random.fork_rng():
             torch.manual_seed(problem.seed)
@@ -367,7 +297,7 @@ def dlfd_traces(problem: Problem, cfg: Ch2Config, *, device) -> pd.DataFrame:
         perturbed = frame.index[frame["perturbed"]]
         frame.loc[perturbed, "OT before"] = trace.ot_before
         frame.loc[perturbed, "OT after"] = trace.ot_after
-        frame["variant"], frame["selected"] = LABELS[method], frame["batch"] == trace.selected_batch
+        frame["variant"], frame["selected"] = label(method), frame["batch"] == trace.selected_batch
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -390,10 +320,11 @@ def _timed_step(model: nn.Module, x_r, y_r, x_f, cfg: DLFDConfig, repeats: int) 
     return float(np.median(times))
 
 
-def ot_step_share(problem: Problem, cfg: Ch2Config, *, device) -> dict:
-    """Seconds of one DLFD batch with and without the OT term (same batch, same steps) and the
-    OT share ``1 − t_without / t_with`` (forward, Sinkhorn iterations and their backward)."""
-    dlfd_cfg = DLFDConfig.for_profile(cfg.profile, cfg.overrides("dlfd", "faces"))
+def ot_step_share(problem: Problem, cfg: Ch2Config, pick: dict, *, device) -> dict:
+    """Seconds of one DLFD batch (its tuned ``pick``) with and without the OT term (same batch,
+    same steps) and the OT share ``1 − t_without / t_with`` (forward, Sinkhorn iterations and
+    their backward)."""
+    dlfd_cfg = dlfd_config(cfg, problem, pick)
     gen = generator(problem.seed)
     index = torch.randperm(len(problem.split.retain), generator=gen)[:dlfd_cfg.batch_size]
     forget_index = torch.randperm(len(problem.split.forget), generator=gen)[:dlfd_cfg.batch_size]
@@ -412,25 +343,15 @@ def ot_step_share(problem: Problem, cfg: Ch2Config, *, device) -> dict:
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per dataset × method (method order kept), as ``col`` / ``col_std``,
     with the number of seeds in ``n``."""
-    columns = [c for c in ("TA", "MIA", "FS", "NoMUS", "seconds", "probe_accuracy", "separation_test")
-               if c in frame]
+    columns = [c for c in ("TA", "MIA", "FS", "NoMUS", "seconds", "time_fraction", "probe_accuracy",
+                           "separation_test") if c in frame]
     order = list(dict.fromkeys(frame["method"]))
     grouped = frame.groupby(["dataset", "method"], sort=False)[columns]
     out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
     out = out.join(grouped.size().rename("n")).reset_index()
-    out["label"] = out["method"].map(LABELS)
+    out["label"] = out["method"].map(label)
     out["method"] = pd.Categorical(out["method"], order, ordered=True)
     return out.sort_values(["dataset", "method"]).reset_index(drop=True)
-
-
-def display_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """``mean ± std`` strings per method for one dataset (the mean alone from a single seed)."""
-    part = summary[summary["dataset"] == dataset]
-    table = pd.DataFrame({"method": part["label"]})
-    for col, digits in (("TA", 3), ("MIA", 3), ("FS", 3), ("NoMUS", 3), ("seconds", 1)):
-        table[col] = [f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if n > 1 else "")
-                      for m, s, n in zip(part[col], part[f"{col}_std"], part["n"])]
-    return table.set_index("method")
 
 
 def scorecard_inputs(summary: pd.DataFrame, dataset: str = "faces") -> dict:
@@ -442,11 +363,11 @@ def scorecard_inputs(summary: pd.DataFrame, dataset: str = "faces") -> dict:
     best = max(baselines, key=lambda m: nomus[m])
     return {"nomus_original": nomus["original"], "nomus_retrain": nomus["retrain"],
             "nomus_dlfd": nomus["dlfd"], "nomus_dlfd_released": nomus["dlfd_released"],
-            "nomus_best_baseline": nomus[best], "best_baseline": LABELS[best],
+            "nomus_best_baseline": nomus[best], "best_baseline": label(best),
             "dlfd_beats_baselines": bool(nomus["dlfd"] > nomus[best]),
             "ot_term_effect": nomus["dlfd"] - nomus["dlfd_released"],
             "ot_term_effect_clean": nomus["dlfd"] - nomus["dlfd_no_ot"] if "dlfd_no_ot" in nomus else float("nan"),
-            "dlfd_time_ratio": float(part.loc["dlfd", "seconds"] / part.loc["retrain", "seconds"]),
+            "dlfd_time_ratio": float(part.loc["dlfd", "time_fraction"]),
             "dlfd_minus_retrain_nomus": nomus["dlfd"] - nomus["retrain"]}
 
 
@@ -527,15 +448,15 @@ def plot_collapse(frame: pd.DataFrame):
     part = frame[frame["method"].isin(COLLAPSE_METHODS)].copy()
     datasets = list(dict.fromkeys(part["dataset"]))
     fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.3 * len(datasets)), squeeze=False)
-    order = [LABELS[m] for m in COLLAPSE_METHODS]
+    order = [label(m) for m in COLLAPSE_METHODS]
     for row, dataset in zip(axes, datasets):
         data = part[part["dataset"] == dataset]
-        for ax, col, label in zip(row, ("probe_accuracy", "separation_test"),
-                                  ("linear-probe test accuracy", "class separation tr(S_B)/tr(S_W)")):
+        for ax, col, ylabel in zip(row, ("probe_accuracy", "separation_test"),
+                                   ("linear-probe test accuracy", "class separation tr(S_B)/tr(S_W)")):
             sns.barplot(data=data, x="label", y=col, order=order, errorbar="sd", ax=ax, color="#7a9cc6")
             original = data.loc[data["method"] == "original", col].mean()
             ax.axhline(original, color="k", ls="--", lw=1, label="original")
-            ax.set(xlabel="", ylabel=label, title=dataset)
+            ax.set(xlabel="", ylabel=ylabel, title=dataset)
             ax.tick_params(axis="x", rotation=35)
     fig.tight_layout()
     return fig

@@ -41,7 +41,7 @@ from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
 from ..train import TrainConfig, cached_train, predict, train_model
 from .harness import Problem, budget_settings, measure
-from .tasks import ImageTask, book_problem, train_retrained
+from .tasks import TABLE_BASELINES, ImageTask, book_problem, train_retrained
 
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "neggrad": "GA", "random_labels": "RL",
                  "salun": "SalUn", "scrub": "SCRUB", "l1_sparse": "ℓ1-sparse", "mumis": "MU-Mis"}
@@ -119,7 +119,7 @@ class Ch3Config:
         check_range("bench_repeats", self.bench_repeats, 1)
 
 
-METHODS = ("finetune", "neggrad", "random_labels", "salun", "scrub", "l1_sparse", "mumis")
+METHODS = (*TABLE_BASELINES["cheng2024mumis"], "mumis")
 """The methods of the paper's tables (Retrain is every problem's reference row)."""
 
 

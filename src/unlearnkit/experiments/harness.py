@@ -88,19 +88,32 @@ class Problem:
 
 # ---------------------------------------------------------------------------- budgets
 
-def budget_settings(method: str, retrain_epochs: float) -> dict[str, float]:
-    """The method's pass-counting hyperparameters at its declared budget.
+def budget_settings(method: str, retrain_epochs: float, fraction: float | None = None) -> dict[str, float]:
+    """The method's pass-counting hyperparameters at its declared budget, or at ``fraction``.
 
     Each registered method names its pass-counting fields (``spec.passes``) and the retrain
     length of the code base its paper values come from (``spec.reference_retrain_epochs``).
     The ratio of the two is kept at every profile: ``value = paper value × retrain_epochs /
     reference``; e.g. FT's 10 epochs against SalUn's 160-epoch retrain give 0.625 epochs
-    against a 10-epoch retrain. Empty for methods without pass fields (Retrain).
+    against a 10-epoch retrain. ``fraction`` in (0, 1] rescales every pass field so that
+    :func:`budget_fraction` equals it. Empty for methods without pass fields (Retrain).
     """
     spec = get_method(method)
     check_range("retrain_epochs", retrain_epochs, 0, low_open=True)
     paper = spec.config.defaults("paper")
-    return {name: paper[name] * retrain_epochs / spec.reference_retrain_epochs for name in spec.passes}
+    settings = {name: paper[name] * retrain_epochs / spec.reference_retrain_epochs for name in spec.passes}
+    if fraction is None or not settings:
+        return settings
+    check_budget(method, fraction)
+    scale = fraction / budget_fraction(method, settings, retrain_epochs)
+    return {name: value * scale for name, value in settings.items()}
+
+
+def check_budget(method: str, fraction: float) -> float:
+    """A budget fraction for ``method`` must be a number in (0, 1] (1 = the retrain's cost)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TypeError(f"budget fraction of {method!r} must be a number in (0, 1]; got {fraction!r}")
+    return check_range(f"budget fraction of {method!r}", fraction, 0, 1, low_open=True)
 
 
 def budget_fraction(method: str, settings: Mapping[str, float], retrain_epochs: float) -> float:
@@ -148,14 +161,15 @@ class Grid:
                 for value in values:
                     spec.config.for_profile("paper", {name: value})  # validates type and range
 
-    def candidates(self, method: str, profile: str) -> list[dict]:
-        """Every grid point of ``method`` at ``profile``, as hyperparameter overrides."""
-        defaults = get_method(method).config.defaults(profile)
+    def candidates(self, method: str, profile: str, base: Mapping | None = None) -> list[dict]:
+        """Every grid point of ``method`` at ``profile``, as hyperparameter overrides on top of
+        ``base`` (settings a chapter fixes for a dataset; the rates scaled are base's where given)."""
+        defaults = {**get_method(method).config.defaults(profile), **(base or {})}
         rates = _lr_fields(method)
         lr_points = [{n: _round(defaults[n] * f) for n in rates} for f in self.lr_factors] if rates else [{}]
         knob = self.knobs.get(method, {})
         knob_points = [dict(zip(knob, values)) for values in itertools.product(*knob.values())] or [{}]
-        return [{**a, **b} for a, b in itertools.product(lr_points, knob_points)]
+        return [{**(base or {}), **a, **b} for a, b in itertools.product(lr_points, knob_points)]
 
 
 def _round(value: float) -> float:
@@ -246,10 +260,11 @@ def _row(problem: Problem, method: str, metrics: dict, seconds: float, **extra) 
 
 
 def run_method(problem: Problem, method: str, settings: Mapping | None = None, *, profile: str, device,
-               retain_eval: int | None = None, seed: int | None = None, budget: bool = True,
+               retain_eval: int | None = None, seed: int | None = None, budget: bool | float = True,
                cache_dir=None, progress: bool = False) -> dict:
     """Run ``method`` on ``problem`` with ``settings`` (overrides of the profile defaults, on top
-    of its :func:`budget_settings` when ``budget``) and measure it; cached.
+    of its :func:`budget_settings`: the declared budget when ``budget`` is True, that fraction of
+    the retrain cost when it is a number, none when False) and measure it; cached.
 
     seed: the method's seed (default the problem's). The entry ``<cache>/runs/<hash>.pt`` holds
     the unlearned state dict and the row; it is written atomically, keyed by :func:`run_key`.
@@ -261,7 +276,9 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     spec = get_method(method)
     if spec.uses_fit:
         raise ValueError(f"{method!r} is the reference; its row comes with the problem (run_methods adds it)")
-    overrides = {**(budget_settings(method, problem.retrain_epochs) if budget else {}), **(settings or {})}
+    fraction = None if isinstance(budget, bool) else budget
+    passes = budget_settings(method, problem.retrain_epochs, fraction) if budget is not False else {}
+    overrides = {**passes, **(settings or {})}
     config = spec.config.for_profile(profile, overrides)  # validates before any work
     key = run_key(problem, method, as_dict(config), seed=seed, retain_eval=retain_eval)
     path = run_path(key, cache_dir)
@@ -337,19 +354,28 @@ def run_methods(problem: Problem, methods: Sequence[str] | Mapping[str, Mapping]
     return add_gap(pd.DataFrame(rows))
 
 
-def check_methods(methods: Sequence[str], grid: Grid, profile: str) -> None:
-    """Every method known and every grid point valid at ``profile``, before any training."""
+def check_methods(methods: Sequence[str], grid: Grid, profile: str, base: Mapping | None = None,
+                  budgets: Mapping | None = None) -> None:
+    """Every method known, every budget in (0, 1] and every grid point valid at ``profile``,
+    before any training."""
     if not methods:
         raise ValueError("no methods to compare; give at least one registered method name")
+    for table, what in ((base, "base settings"), (budgets, "budgets")):
+        unknown = sorted(set(table or {}) - set(methods))
+        if unknown:
+            raise ValueError(f"{what} for {unknown}, which are not compared; methods: {list(methods)}")
+    for name, fraction in (budgets or {}).items():
+        check_budget(name, fraction)
     for name in methods:
         if name == "retrain":
             continue
-        for point in grid.candidates(name, profile):
+        for point in grid.candidates(name, profile, (base or {}).get(name)):
             get_method(name).config.for_profile(profile, point)
 
 
 def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, profile: str, device,
-            retain_eval: int | None = None, oracle: bool = True, progress: bool = False) -> pd.DataFrame:
+            retain_eval: int | None = None, oracle: bool = True, base: Mapping | None = None,
+            budgets: Mapping | None = None, progress: bool = False) -> pd.DataFrame:
     """The comparison: per scenario, tune every method on the first problem's seed, then run its
     picks on every seed.
 
@@ -359,8 +385,12 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
     (``pick="rule"``) and, when ``oracle``, the least-gap pick (``pick="oracle"``) on every seed
     (the tuning seed's pick rows repeat its grid run, read from the run cache). Columns of
     :func:`run_method`, plus pick and ``avg_gap`` / ``time_fraction`` (:func:`add_gap`).
+    base: ``{method: settings}`` every grid point of that method starts from (e.g. a dataset's
+    released settings); the grid's rates scale base's rates. budgets: ``{method: fraction}``
+    replacing a method's declared budget (:func:`budget_settings`).
     """
-    check_methods(methods, grid, profile)
+    check_methods(methods, grid, profile, base, budgets)
+    budgets = dict(budgets or {})
     by_scenario: dict[str, list[Problem]] = {}
     for p in problems:
         by_scenario.setdefault(p.name, []).append(p)
@@ -371,8 +401,9 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
         tuning = group[0]
         for name in tqdm([m for m in methods if m != "retrain"], desc=tuning.name, disable=not progress):
             grid_rows = add_gap(pd.DataFrame(refs[tuning.seed] + [
-                run_method(tuning, name, point, profile=profile, device=device, retain_eval=retain_eval)
-                for point in grid.candidates(name, profile)]))
+                run_method(tuning, name, point, profile=profile, device=device, retain_eval=retain_eval,
+                           budget=budgets.get(name, True))
+                for point in grid.candidates(name, profile, (base or {}).get(name))]))
             grid_rows = grid_rows[grid_rows["method"] == name].reset_index(drop=True)
             rows += [{**r, "pick": "grid"} for r in grid_rows.to_dict("records")]
             for rule in (("forget_then_val", "oracle") if oracle else ("forget_then_val",)):
@@ -380,7 +411,8 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
                 label = "rule" if rule == "forget_then_val" else "oracle"
                 for p in group:
                     rows.append({**run_method(p, name, settings, profile=profile, device=device,
-                                              retain_eval=retain_eval), "pick": label})
+                                              retain_eval=retain_eval, budget=budgets.get(name, True)),
+                                 "pick": label})
     frame = pd.DataFrame(rows)
     frame["pick"] = frame["pick"].fillna("reference")
     return add_gap(frame.drop(columns=["avg_gap", "time_fraction"], errors="ignore"))

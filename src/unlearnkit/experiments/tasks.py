@@ -21,7 +21,7 @@ from ..data.splits import training_pool
 from ..metrics import Timer, accuracy
 from ..models import build_model
 from ..train import TrainConfig, cached_train, train_model
-from .harness import Grid, Problem
+from .harness import Grid, Problem, check_budget
 
 
 @dataclass(frozen=True)
@@ -86,17 +86,23 @@ class Protocol:
     seeds: independent seeds 0..seeds-1 (own original, forget draw and method seed).
     retain_eval: retain (and validation) samples scored per run; None = all.
     grid: the tuning grid every method gets (:class:`~unlearnkit.experiments.harness.Grid`);
-    the picks are chosen on seed 0 and run on every seed.
+    the picks are chosen on seed 0 and run on every seed. budgets: ``{method: fraction}`` in
+    (0, 1] replacing a method's declared budget (empty: every method at its reference ratio).
     """
 
     seeds: int
     retain_eval: int | None
     grid: Grid
+    budgets: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int):
+            raise TypeError(f"seeds must be an int >= 1; got {self.seeds!r}")
         check_range("seeds", self.seeds, 1)
         if self.retain_eval is not None:
             check_range("retain_eval", self.retain_eval, 2)
+        for method, fraction in self.budgets.items():
+            check_budget(method, fraction)
 
 
 PROTOCOL = {
@@ -118,6 +124,14 @@ SCENARIOS = {
 }
 """The book's forgetting problems: key → (task, scenario, split arguments). At ``smoke`` the
 synthetic images name their classes ``class0``…, so the forgotten class is given by index (0)."""
+
+
+TABLE_BASELINES = {
+    "choi2025dlfd": ("finetune", "neggrad", "random_labels", "cf_k", "eu_k", "unsir", "bad_teacher", "scrub"),
+    "cheng2024mumis": ("finetune", "neggrad", "random_labels", "salun", "scrub", "l1_sparse"),
+}
+"""The baselines each paper's tables compare its method with (bib key → registry names):
+chapters 2 and 3 run them, and chapter 4 checks each paper's "beats its baselines" on them."""
 
 
 def cifar10_task(profile: str) -> ImageTask:

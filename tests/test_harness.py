@@ -1,0 +1,235 @@
+"""The comparison harness: budgets, the tuning grid and selection rule, the run cache, statistics."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from unlearnkit.experiments import harness, tasks
+from unlearnkit.metrics import t_interval
+from unlearnkit.methods import get_method
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def smoke_problem(seed: int = 0, scenario: str = "full_class") -> harness.Problem:
+    task = tasks.cifar10_task("smoke")
+    kw = {"forget_class": 0} if scenario == "full_class" else {"forget_fraction": 0.1}
+    return tasks.make_problem(task, scenario, seed=seed, device="cpu", **kw)
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+def test_budget_keeps_the_reference_ratio_at_every_retrain_length():
+    # FT: 10 epochs against SalUn's 160-epoch retrain
+    assert harness.budget_settings("finetune", 10) == {"epochs": 10 * 10 / 160}
+    assert harness.budget_settings("finetune", 160) == {"epochs": 10}
+    for method in ("finetune", "neggrad", "scrub", "unsir", "mumis", "dlfd"):
+        spec = get_method(method)
+        paper = spec.config.defaults("paper")
+        for epochs in (4, 10, 182):
+            settings = harness.budget_settings(method, epochs)
+            assert set(settings) == set(spec.passes)
+            for name, value in settings.items():
+                assert value / epochs == pytest.approx(paper[name] / spec.reference_retrain_epochs)
+    assert harness.budget_settings("retrain", 10) == {}
+
+
+def test_budget_fraction_counts_passes_per_retrain_epoch_and_can_be_set():
+    assert harness.budget_fraction("finetune", {"epochs": 0.5}, 10) == pytest.approx(0.05)
+    # SCRUB's max-steps are passes inside its epochs; UNSIR's two phases add up
+    assert harness.budget_fraction("scrub", {"epochs": 2, "max_steps": 2}, 100) == pytest.approx(0.02)
+    assert harness.budget_fraction("unsir", {"impair_epochs": 1, "repair_epochs": 2}, 100) == pytest.approx(0.03)
+    rescaled = harness.budget_settings("unsir", 10, fraction=0.3)
+    assert harness.budget_fraction("unsir", rescaled, 10) == pytest.approx(0.3)
+    assert rescaled["repair_epochs"] / rescaled["impair_epochs"] == pytest.approx(2)
+
+
+@pytest.mark.parametrize("fraction, error, message", [
+    (0.0, ValueError, r"budget fraction of 'finetune'=0.0 is out of range; allowed: \(0, 1\]"),
+    (1.5, ValueError, r"budget fraction of 'finetune'=1.5 is out of range; allowed: \(0, 1\]"),
+    ("half", TypeError, r"budget fraction of 'finetune' must be a number in \(0, 1\]; got 'half'"),
+])
+def test_bad_budget_fraction_is_refused(fraction, error, message):
+    with pytest.raises(error, match=message):
+        harness.budget_settings("finetune", 10, fraction=fraction)
+    with pytest.raises(error, match=message):
+        tasks.Protocol(seeds=3, retain_eval=None, grid=harness.Grid(), budgets={"finetune": fraction})
+
+
+def test_protocol_refuses_a_seed_count_below_one():
+    with pytest.raises(ValueError, match=r"seeds=0 is out of range; allowed: \[1, inf\)"):
+        tasks.Protocol(seeds=0, retain_eval=None, grid=harness.Grid())
+
+
+# --- grid and selection rule ------------------------------------------------------------------
+
+def test_grid_scales_every_rate_and_crosses_the_knob():
+    grid = harness.Grid(lr_factors=(0.3, 1.0, 3.0), knobs={"mumis": {"delta": (1.3, 2.0)}})
+    ft = grid.candidates("finetune", "cpu")
+    default = get_method("finetune").config.defaults("cpu")["lr"]
+    assert [c["lr"] for c in ft] == pytest.approx([0.3 * default, default, 3 * default])
+    assert len(grid.candidates("mumis", "cpu")) == 6
+    unsir = grid.candidates("unsir", "cpu")
+    d = get_method("unsir").config.defaults("cpu")
+    assert unsir[0]["impair_lr"] == pytest.approx(0.3 * d["impair_lr"])
+    assert unsir[0]["repair_lr"] == pytest.approx(0.3 * d["repair_lr"])
+    based = grid.candidates("finetune", "cpu", base={"lr": 1.0, "batch_size": 7})
+    assert [c["lr"] for c in based] == pytest.approx([0.3, 1.0, 3.0]) and all(c["batch_size"] == 7 for c in based)
+    assert harness.Grid(lr_factors=(0.1,)).candidates("finetune", "cpu")[0]["lr"] == 0.001  # rounded, not 0.0010000000000000002
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr_factors": ()}, r"Grid.lr_factors is empty"),
+    ({"lr_factors": (0.0,)}, r"lr factor=0.0 is out of range"),
+    ({"knobs": {"mumiz": {"delta": (2.0,)}}}, r"unknown unlearning method 'mumiz'; known: .*mumis"),
+    ({"knobs": {"mumis": {"deltaa": (2.0,)}}}, r"unknown hyperparameter of 'mumis' in the grid 'deltaa'; allowed: .*'delta'"),
+    ({"knobs": {"mumis": {"delta": ()}}}, r"the grid's values for mumis.delta are empty"),
+    ({"knobs": {"mumis": {"delta": (0.5,)}}}, r"delta=0.5 is out of range; allowed: \(1, inf\)"),
+])
+def test_bad_grid_is_refused_when_built(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        harness.Grid(**kwargs)
+
+
+def grid_rows(fa, target, val, gap):
+    return pd.DataFrame({"FA": fa, "forget_target": target, "val_accuracy": val, "avg_gap": gap})
+
+
+def test_rule_picks_the_best_validation_among_admissible_runs_and_never_reads_the_gap():
+    rows = grid_rows(fa=[0.05, 0.5, 0.08], target=[0.1, 0.1, 0.1], val=[0.7, 0.9, 0.8], gap=[0.3, 0.0, 0.2])
+    assert harness.select(rows, "forget_then_val") == 2       # 1 has the best val but forgets too little
+    assert harness.select(rows.assign(avg_gap=[0.0, 0.5, 0.9]), "forget_then_val") == 2
+    assert harness.select(rows, "oracle") == 1                 # the oracle reads the retrained model
+    none_ok = grid_rows(fa=[0.5, 0.3, 0.4], target=[0.1, 0.1, 0.35], val=[0.9, 0.1, 0.2], gap=[0, 0, 0])
+    assert harness.select(none_ok, "forget_then_val") == 2     # none admissible: the least excess FA − target
+    with pytest.raises(ValueError, match=r"unknown selection rule 'best'; allowed: 'forget_then_val', 'oracle'"):
+        harness.select(rows, "best")
+
+
+def test_forget_target_is_chance_for_a_class_and_heldout_accuracy_otherwise():
+    assert harness.forget_target("full_class", 10, 0.8) == pytest.approx(0.1)
+    assert harness.forget_target("random_subset", 10, 0.8) == 0.8
+    assert harness.forget_target("identity", 7, 0.6) == 0.6
+
+
+# --- runs and their cache -----------------------------------------------------------------------
+
+def test_run_is_cached_and_misses_on_changed_setting_split_or_code(cache, monkeypatch):
+    problem = smoke_problem(0)
+    first = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
+    again = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
+    assert not first["cache_hit"] and again["cache_hit"]
+    assert {k: v for k, v in again.items() if k != "cache_hit"} == {k: v for k, v in first.items() if k != "cache_hit"}
+    assert not list((cache / "runs").glob("*.tmp*")), "no temporary file is left behind"
+    other_lr = harness.run_method(problem, "finetune", {"lr": 0.2}, profile="smoke", device="cpu")
+    assert not other_lr["cache_hit"] and other_lr["run_path"] != first["run_path"]
+    other_split = harness.run_method(smoke_problem(0, "random_subset"), "finetune", {"lr": 0.1}, profile="smoke",
+                                     device="cpu")
+    assert not other_split["cache_hit"]
+    other_seed = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu", seed=5)
+    assert not other_seed["cache_hit"]
+    monkeypatch.setattr(harness, "code_version", lambda: "edited-code")
+    edited = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
+    assert not edited["cache_hit"]
+
+
+def test_code_version_covers_the_method_sources():
+    assert len(harness.code_version()) == 16
+    key = harness.run_key(smoke_problem(0), "finetune", {"lr": 0.1}, seed=0, retain_eval=None)
+    assert key["code"] == harness.code_version()
+
+
+def test_cached_model_is_the_model_that_was_measured(cache):
+    problem = smoke_problem(0)
+    row = harness.run_method(problem, "neggrad", {"lr": 0.01}, profile="smoke", device="cpu")
+    model = harness.load_unlearned(problem, row)
+    again = harness.measure(model, problem, seed=problem.seed, device="cpu", retain_eval=None)
+    assert again["FA"] == pytest.approx(row["FA"]) and again["TA"] == pytest.approx(row["TA"])
+
+
+def test_run_rows_state_budget_and_time_fraction(cache):
+    problem = smoke_problem(0)
+    rows = harness.run_methods(problem, {"finetune": {}, "mumis": {}}, profile="smoke", device="cpu")
+    assert list(rows["method"]) == ["original", "retrain", "finetune", "mumis"]
+    ft = rows.set_index("method").loc["finetune"]
+    assert ft["budget_fraction"] == pytest.approx(10 / 160)
+    assert ft["time_fraction"] == pytest.approx(ft["seconds"] / problem.retrain_seconds)
+    assert rows.set_index("method").loc["retrain", "avg_gap"] == 0
+    for col in ("RA", "FA", "TA", "avg_gap", "mia_loss_logreg", "nomus"):
+        assert rows[col].between(0, 1).all(), col
+
+
+def test_compare_tunes_on_the_first_seed_and_runs_the_picks_on_every_seed(cache):
+    problems = [smoke_problem(0), smoke_problem(1)]
+    grid = harness.Grid(lr_factors=(1.0, 3.0), knobs={})
+    rows = harness.compare(problems, ["retrain", "finetune", "neggrad"], grid=grid, profile="smoke", device="cpu")
+    for method in ("finetune", "neggrad"):
+        mine = rows[rows["method"] == method]
+        assert (mine["pick"] == "grid").sum() == 2 and set(mine.loc[mine["pick"] == "grid", "seed"]) == {0}
+        for pick in ("rule", "oracle"):
+            chosen = mine[mine["pick"] == pick]
+            assert sorted(chosen["seed"]) == [0, 1] and chosen["settings"].nunique() == 1
+            assert chosen.loc[chosen["seed"] == 0, "cache_hit"].all()  # the tuning seed's run is the grid's
+        grid_part = mine[mine["pick"] == "grid"].reset_index(drop=True)
+        rule = mine[(mine["pick"] == "rule") & (mine["seed"] == 0)].iloc[0]
+        assert rule["settings"] == grid_part.loc[harness.select(grid_part, "forget_then_val"), "settings"]
+    assert set(rows.loc[rows["pick"] == "reference", "method"]) == {"original", "retrain"}
+
+
+@pytest.mark.parametrize("methods, kwargs, message", [
+    (["finetune", "bogus"], {}, r"unknown unlearning method 'bogus'"),
+    ([], {}, r"no methods to compare"),
+    (["finetune"], {"budgets": {"finetune": 2.0}}, r"budget fraction of 'finetune'=2.0 is out of range"),
+    (["finetune"], {"budgets": {"neggrad": 0.5}}, r"budgets for \['neggrad'\], which are not compared"),
+    (["finetune"], {"base": {"finetune": {"lrr": 0.1}}}, r"unknown parameter\(s\) \['lrr'\] for FinetuneConfig"),
+])
+def test_bad_comparison_fails_before_any_training(cache, monkeypatch, methods, kwargs, message):
+    import unlearnkit.experiments.harness as h
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking its input")
+
+    monkeypatch.setattr(h, "unlearn", no_training)
+    problem = smoke_problem(0)
+    with pytest.raises(ValueError, match=message):
+        harness.compare([problem], methods, grid=harness.Grid(knobs={}), profile="smoke", device="cpu", **kwargs)
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+def test_t_interval_closed_form():
+    n, mean, low, high = t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · sd / √n, sd = 1
+    assert (n, mean) == (3, 2.0) and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    assert t_interval([5.0])[0] == 1 and math.isnan(t_interval([5.0])[2])
+    assert t_interval([1.0, float("nan"), 3.0])[:2] == (2, 2.0)
+
+
+def test_summarise_and_display():
+    rows = pd.DataFrame({"problem": "p", "method": "m", "pick": "rule", "label": "M", "seed": [0, 1, 2],
+                         "FA": [0.1, 0.2, 0.3]})
+    s = harness.summarise(rows, metrics=("FA",))
+    assert s.iloc[0][["n", "mean"]].tolist() == [3, pytest.approx(0.2)]
+    assert s.iloc[0]["ci_low"] < 0.2 < s.iloc[0]["ci_high"]
+    cell = harness.display(s).loc["M", "FA"]
+    assert cell.startswith("20.0 [") and cell.endswith("]")
+
+
+def test_variance_components_find_the_factor_that_moves_the_value():
+    levels = [(o, d, m) for o in (0, 1) for d in (0, 1) for m in (0, 1)]
+    rows = pd.DataFrame(levels, columns=["original_seed", "forget_seed", "method_seed"])
+    rows["value"] = 3.0 * rows["forget_seed"]
+    shares = harness.variance_components(rows, "value").set_index("factor")["share"]
+    assert shares["forget_seed"] == pytest.approx(1.0)
+    assert shares["original_seed"] == pytest.approx(0.0) and shares["interactions and noise"] == pytest.approx(0.0)
+    rows["value"] = rows["original_seed"] + rows["method_seed"]
+    shares = harness.variance_components(rows, "value").set_index("factor")["share"]
+    assert shares["original_seed"] == pytest.approx(0.5) and shares["method_seed"] == pytest.approx(0.5)
