@@ -40,7 +40,7 @@ from ..metrics import accuracy
 from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
 from ..train import TrainConfig, cached_train, train_model
-from .harness import Problem, budget_settings, load_unlearned, main_rows, run_method
+from .harness import Problem, budget_settings, load_unlearned, main_rows, means, run_method
 from .tasks import TABLE_BASELINES, book_problem, face_task
 
 FACE_SOURCES = ("synthetic-faces", "ckplus", "mufac", "rafdb", "auto")
@@ -341,17 +341,9 @@ def ot_step_share(problem: Problem, cfg: Ch2Config, pick: dict, *, device) -> di
 # ---------------------------------------------------------------------------- summaries
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per dataset × method (method order kept), as ``col`` / ``col_std``,
-    with the number of seeds in ``n``."""
-    columns = [c for c in ("TA", "MIA", "FS", "NoMUS", "seconds", "time_fraction", "probe_accuracy",
-                           "separation_test") if c in frame]
-    order = list(dict.fromkeys(frame["method"]))
-    grouped = frame.groupby(["dataset", "method"], sort=False)[columns]
-    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
-    out = out.join(grouped.size().rename("n")).reset_index()
-    out["label"] = out["method"].map(label)
-    out["method"] = pd.Categorical(out["method"], order, ordered=True)
-    return out.sort_values(["dataset", "method"]).reset_index(drop=True)
+    """Mean and std over seeds per dataset × method (:func:`.harness.means`) of the chapter's columns."""
+    return means(frame, ("TA", "MIA", "FS", "NoMUS", "seconds", "time_fraction", "probe_accuracy",
+                         "separation_test"), by=("dataset", "method"))
 
 
 def scorecard_inputs(summary: pd.DataFrame, dataset: str = "faces") -> dict:

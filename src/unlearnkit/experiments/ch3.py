@@ -40,7 +40,7 @@ from ..models import build_model
 from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
 from ..train import TrainConfig, cached_train, predict, train_model
-from .harness import Problem, budget_settings, measure
+from .harness import Problem, budget_settings, measure, reference_metrics
 from .tasks import TABLE_BASELINES, ImageTask, book_problem, train_retrained
 
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "neggrad": "GA", "random_labels": "RL",
@@ -409,7 +409,7 @@ def mumis_run(problem: Problem, cfg: MuMisConfig, *, device, retain_eval=None, o
                       on_step=on_step)
     seconds = time.perf_counter() - start
     metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
-    reference = measure(problem.retrained, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+    reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
     return model, {**metrics, "avg_gap": avg_gap(metrics, reference), "steps": trace.steps,
                    "stopped": trace.stopped_by_rule, "seconds": seconds, "final_loss": trace.losses[-1]}
 

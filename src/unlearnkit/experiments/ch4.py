@@ -28,7 +28,7 @@ from ..data import replace_split
 from ..methods import available_methods, get_method, unlearn
 from ..metrics import accuracy, avg_gap
 from ..selection import SCORERS, removal_mask, score
-from .harness import Problem, budget_settings, measure, run_method
+from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
 from .tasks import SCENARIOS, book_problem
 
 TASK_LABELS = {"full_class": "CIFAR-10 full class", "random_subset": "CIFAR-10 random 10%",
@@ -167,7 +167,7 @@ def combination_runs(cfg: Ch4Config, problem: Problem, picks: dict[str, dict], *
     split, seed = problem.split, problem.seed
     features = {part: _features(problem.original, getattr(split, part), device=device)
                 for part in ("forget", "retain")}
-    reference = measure(problem.retrained, problem, seed=seed, device=device, retain_eval=retain_eval)
+    reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
     rows = []
     for scorer in cfg.combo_scorers:
         chosen = selected_part(features, scorer, cfg.combo_budget, seed)
@@ -216,7 +216,7 @@ def variance_runs(cfg: Ch4Config, picks: dict[str, dict], *, device, root=None, 
         for forget_seed in levels:
             problem = book_problem("random_subset", cfg.profile, seed=forget_seed, original_seed=original_seed,
                                    device=device, root=root)
-            reference = measure(problem.retrained, problem, seed=forget_seed, device=device, retain_eval=retain_eval)
+            reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
             for name in cfg.variance_methods:
                 for method_seed in levels:
                     row = run_method(problem, name, picks[name], profile=cfg.profile, device=device,
@@ -231,15 +231,12 @@ def variance_runs(cfg: Ch4Config, picks: dict[str, dict], *, device, root=None, 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per task (the problem's scenario) × method of the
-    rows (Original, Retrain and one pick per method), as ``col`` and ``col_std`` (fractions),
-    with ``label``, ``reads_retain`` and ``seeds``."""
+    rows (Original, Retrain and one pick per method), as ``col`` and ``col_std`` (fractions,
+    :func:`.harness.means`), with ``label``, ``reads_retain`` and ``seeds``."""
     rows = rows.assign(task=rows["scenario"])
-    cols = [c for c in METRICS if c in rows]
-    grouped = rows.groupby(["task", "method"], sort=False)
-    ddof = 1 if rows["seed"].nunique() > 1 else 0
-    out = grouped[cols].mean().join(grouped[cols].std(ddof=ddof).add_suffix("_std"))
-    out = out.join(grouped["seed"].nunique().rename("seeds"))
-    return out.join(grouped[["label", "reads_retain"]].first()).reset_index()
+    out = means(rows, METRICS, by=("task", "method"))
+    retain = rows.groupby(["task", "method"], sort=False)["reads_retain"].first().reset_index()
+    return out.merge(retain, on=["task", "method"]).rename(columns={"n": "seeds"})
 
 
 def _methods_only(summary: pd.DataFrame, task: str) -> pd.DataFrame:

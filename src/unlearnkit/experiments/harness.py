@@ -321,12 +321,30 @@ def load_unlearned(problem: Problem, row: Mapping) -> nn.Module:
     return model.eval()
 
 
+def reference_metrics(problem: Problem, role: str, *, device, retain_eval: int | None, cache_dir=None) -> dict:
+    """:func:`measure` of the problem's ``original`` or ``retrained`` model, cached beside the
+    runs (keyed by the problem, the role, the evaluation settings and :func:`code_version`)."""
+    check_choice("role", role, ("original", "retrained"))
+    key = {"problem": problem.key, "seed_forget": problem.seed, "role": role, "retain_eval": retain_eval,
+           "code": code_version()}
+    path = run_path(key, cache_dir).with_suffix(".json")
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["metrics"]
+    model = problem.original if role == "original" else problem.retrained
+    metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+    writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
+    atomic_write_text(path, json.dumps({"key": key, "metrics": metrics}, default=str))
+    return metrics
+
+
 def reference_rows(problem: Problem, *, device, retain_eval: int | None) -> list[dict]:
     """The Original and Retrain rows of ``problem`` (Retrain: its training time measured in this run)."""
     rows = []
-    for method, model, seconds in (("original", problem.original, math.nan),
-                                   ("retrain", problem.retrained, problem.retrain_seconds)):
-        metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
+    for method, role, seconds in (("original", "original", math.nan),
+                                  ("retrain", "retrained", problem.retrain_seconds)):
+        metrics = reference_metrics(problem, role, device=device, retain_eval=retain_eval)
         rows.append(_row(problem, method, metrics, seconds, settings="{}", budget_fraction=1.0 if method == "retrain"
                          else math.nan, method_seed=problem.seed, cache_hit=None, run_path=""))
     return rows
@@ -433,6 +451,16 @@ def summarise(rows: pd.DataFrame, metrics: Sequence[str] = ("RA", "FA", "TA", "a
             out.append({**dict(zip(by, keys)), "label": part["label"].iloc[0], "metric": m, "n": n,
                         "mean": mean, "sd": sd, "ci_low": low, "ci_high": high})
     return pd.DataFrame(out)
+
+
+def means(rows: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
+    """Wide table for figures and rankings: per group of ``by`` (order kept), the mean of each
+    metric as ``col``, its standard deviation over seeds as ``col_std`` (0 for one seed), the
+    number of rows ``n`` and the first ``label``."""
+    metrics = [m for m in metrics if m in rows]
+    grouped = rows.groupby(list(by), sort=False)
+    out = grouped[metrics].mean().join(grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std"))
+    return out.join(grouped.size().rename("n")).join(grouped["label"].first()).reset_index()
 
 
 def display(summary: pd.DataFrame, *, scale: float = 100.0, digits: int = 1,
