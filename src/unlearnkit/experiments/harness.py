@@ -208,10 +208,12 @@ def select(rows: pd.DataFrame, rule: str) -> int:
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """A digest of the package version and of the sources that decide a run's result (methods,
-    metrics, sensitivity, transport, train, models): editing any of them misses the run cache."""
+    metrics, sensitivity, transport, train, models, and this harness, which measures the runs):
+    editing any of them misses the run cache."""
     package = Path(__file__).resolve().parents[1]
     files = sorted((package / "methods").glob("*.py")) + [package / f"{m}.py" for m in
                                                            ("metrics", "sensitivity", "transport", "train", "models")]
+    files.append(Path(__file__).resolve())
     digest = hashlib.sha256(__version__.encode())
     for path in files:
         digest.update(path.read_bytes())
