@@ -1,9 +1,11 @@
-"""Fixtures shared by the chapter tests (test_chapters.py, test_reruns.py)."""
+"""Fixtures shared by several test files: one torch thread for tiny tensors, and the chapters' smoke runs
+(test_chapters.py, test_reruns.py)."""
 
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import torch
 
 from unlearnkit import runner
 
@@ -51,3 +53,12 @@ def smoke_runs(tmp_path_factory):
     """``(out, runs)``: the run folder and the lazily executed :class:`SmokeRuns`."""
     out = tmp_path_factory.mktemp("smoke-runs")
     return out, SmokeRuns(out, tmp_path_factory.mktemp("smoke-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster and steadier on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

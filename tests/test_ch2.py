@@ -1,4 +1,6 @@
-"""Chapter 2's experiment module: configs, measurements, summaries (tiny inputs, no training)."""
+"""Chapter 2's experiment module: config, measurements, summaries (tiny inputs, no training)."""
+
+import math
 
 import pandas as pd
 import pytest
@@ -6,35 +8,53 @@ import torch
 
 from unlearnkit.data.core import Split, TensorSet
 from unlearnkit.data.faces import MUFAC_FOLDER, RAF_FOLDER
-from unlearnkit.experiments import ch2
+from unlearnkit.experiments import ch2, harness
+from unlearnkit.methods.dlfd import PAPER_SETTINGS
 from unlearnkit.models import build_model
 
 
 def test_profiles_build_and_bad_values_fail_early(tmp_path):
     for profile in ("smoke", "cpu"):
         cfg = ch2.profile_config(profile)
-        assert {"dlfd", "dlfd_released"} <= set(cfg.methods)
-    assert ch2.profile_config("paper", root=tmp_path).face_source == "ckplus"
-    with pytest.raises(ValueError, match="unknown parameter"):
+        assert cfg.methods == ch2.METHODS and {"dlfd", "dlfd_released"} <= set(cfg.methods)
+    assert ch2.profile_config("smoke").face_source == "synthetic-faces"
+    assert ch2.profile_config("cpu").face_source == "ckplus"
+    assert ch2.profile_config("paper", root=tmp_path).face_source == "ckplus"  # nothing released present
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['epochs'\] for Ch2Config"):
         ch2.profile_config("cpu", epochs=3)
-    with pytest.raises(ValueError, match="face_source"):
+    with pytest.raises(ValueError, match=r"unknown face_source 'celeba'"):
         ch2.profile_config("cpu", face_source="celeba")
-    with pytest.raises(ValueError, match="dlfd_released"):
+    with pytest.raises(ValueError, match="methods must include 'dlfd_released'"):
         ch2.profile_config("cpu", methods=("finetune", "dlfd"))
-    with pytest.raises(ValueError, match="unknown parameter"):
-        ch2.profile_config("cpu", method_overrides={"dlfd": {"no_such_knob": 1}})
-    with pytest.raises(ValueError, match="unknown unlearning method"):
+    with pytest.raises(ValueError, match="unknown unlearning method 'magic'"):
         ch2.profile_config("cpu", methods=("finetune", "dlfd", "dlfd_released", "magic"))
+    with pytest.raises(ValueError, match=r"probe_samples=0 is out of range"):
+        ch2.profile_config("cpu", probe_samples=0)
+    with pytest.raises(ValueError, match="unknown profile 'laptop'"):
+        ch2.profile_config("laptop")
 
 
 def test_paper_profile_picks_the_face_data_that_is_present(tmp_path):
+    assert ch2.dlfd_settings(ch2.profile_config("paper", root=tmp_path)) == {}  # CK+48: registry settings
     (tmp_path / RAF_FOLDER).mkdir()
     cfg = ch2.profile_config("paper", root=tmp_path)
-    assert cfg.face_source == "rafdb" and cfg.overrides("dlfd", "faces")["forget_weight"] == 7.0
+    assert cfg.face_source == "rafdb" and ch2.dlfd_settings(cfg) == PAPER_SETTINGS["rafdb"]
+    assert ch2.dlfd_settings(cfg)["forget_weight"] == 7.0
     (tmp_path / MUFAC_FOLDER).mkdir()
     cfg = ch2.profile_config("paper", root=tmp_path)
-    assert cfg.face_source == "mufac" and cfg.overrides("dlfd_released", "faces")["batch_size"] == 32
-    assert cfg.overrides("finetune", "faces") == {"epochs": 2, "lr": 1e-3}
+    assert cfg.face_source == "mufac" and ch2.dlfd_settings(cfg)["batch_size"] == 32
+    settings = ch2.dlfd_settings(cfg)
+    settings["batch_size"] = 1  # a copy: the released settings stay as they are
+    assert PAPER_SETTINGS["mufac"]["batch_size"] == 32
+    # an explicit source is not resolved against the folder
+    assert ch2.profile_config("paper", root=tmp_path, face_source="ckplus").face_source == "ckplus"
+
+
+def test_labels_name_the_ablation_and_the_original():
+    assert ch2.label("original") == "Original"
+    assert ch2.label("dlfd_no_ot") == "DLFD, w_f = 0"
+    assert ch2.label("dlfd") == "DLFD"
+    assert ch2.ABLATIONS["dlfd_no_ot"][:2] == ("dlfd", {"forget_weight": 0.0})
 
 
 def test_class_separation_matches_the_fisher_ratio_by_hand():
@@ -63,29 +83,82 @@ def test_probe_and_separation_drop_when_the_features_carry_no_label_information(
     assert informative["separation_retain"] > noise["separation_retain"]
 
 
+NOMUS = {"original": 0.60, "retrain": 0.80, "finetune": 0.62, "unsir": 0.70, "dlfd": 0.75,
+         "dlfd_released": 0.72, "dlfd_no_ot": 0.65}
+
+
 def _frame():
+    """The chapter's frame (:func:`ch2.chapter_frame`'s columns) for two seeds."""
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.02)):
-        for method, nomus in (("original", 0.60), ("retrain", 0.80), ("finetune", 0.62), ("unsir", 0.70),
-                              ("dlfd", 0.75), ("dlfd_released", 0.72)):
-            rows.append({"dataset": "faces", "seed": seed, "method": method, "label": ch2.LABELS[method],
-                         "TA": 0.7, "MIA": 0.6, "FS": 0.2, "NoMUS": nomus + shift,
-                         "seconds": 100.0 if method == "retrain" else 4.0})
+        for method, nomus in NOMUS.items():
+            seconds = 100.0 if method == "retrain" else 4.0
+            rows.append({"dataset": "faces", "problem": "faces/identity", "seed": seed, "method": method,
+                         "label": ch2.label(method), "TA": 0.7, "FA": 0.5, "MIA": 0.6, "FS": 0.2,
+                         "NoMUS": nomus + shift, "seconds": seconds, "time_fraction": seconds / 100.0})
     return pd.DataFrame(rows)
 
 
 def test_summary_and_scorecard_inputs_are_computed_from_the_rows():
     summary = ch2.summarise(_frame())
-    assert list(summary["method"]) == ["original", "retrain", "finetune", "unsir", "dlfd", "dlfd_released"]
+    assert list(summary["method"]) == list(NOMUS)
     row = summary.set_index("method").loc["dlfd"]
     assert row["NoMUS"] == pytest.approx(0.76) and row["NoMUS_std"] == pytest.approx(0.02 / 2 ** 0.5)
+    assert row["n"] == 2 and row["label"] == "DLFD"
+    assert "probe_accuracy" not in summary  # absent columns are left out, not invented
     inputs = ch2.scorecard_inputs(summary)
     assert inputs["best_baseline"] == "UNSIR" and inputs["nomus_best_baseline"] == pytest.approx(0.71)
     assert inputs["dlfd_beats_baselines"] is True
-    assert inputs["ot_term_effect"] == pytest.approx(0.03)
+    assert inputs["ot_term_effect"] == pytest.approx(0.03)       # DLFD − DLFD-released
+    assert inputs["ot_term_effect_clean"] == pytest.approx(0.10)  # DLFD − DLFD with w_f = 0
     assert inputs["dlfd_time_ratio"] == pytest.approx(0.04)
-    table = ch2.display_table(summary, "faces")
-    assert table.loc["DLFD", "NoMUS"] == "0.760 ± 0.014"
+    assert inputs["dlfd_minus_retrain_nomus"] == pytest.approx(-0.05)
+
+
+def test_scorecard_inputs_without_the_ablation_and_when_a_baseline_wins():
+    frame = _frame()
+    frame = frame[frame["method"] != "dlfd_no_ot"]
+    frame.loc[frame["method"] == "unsir", "NoMUS"] = 0.9
+    inputs = ch2.scorecard_inputs(ch2.summarise(frame))
+    assert math.isnan(inputs["ot_term_effect_clean"])
+    assert inputs["dlfd_beats_baselines"] is False and inputs["nomus_best_baseline"] == pytest.approx(0.9)
+
+
+def test_single_seed_tables_show_no_spread():
+    one = _frame()[lambda f: f["seed"] == 0]
+    summary = ch2.summarise(one)
+    assert set(summary["n"]) == {1} and (summary["NoMUS_std"] == 0).all()
+    table = harness.display(harness.summarise(one, metrics=("NoMUS",), by=("dataset", "method")),
+                            scale=1, digits=3)
+    assert table.loc["DLFD", "NoMUS"] == "0.750"  # one seed: no interval shown
+    two = harness.display(harness.summarise(_frame(), metrics=("NoMUS",), by=("dataset", "method")),
+                          scale=1, digits=3)
+    assert two.loc["DLFD", "NoMUS"].startswith("0.760 [")
+
+
+def _harness_rows():
+    """Harness rows of one problem and seed: the references, a rule pick, its grid run, an oracle pick."""
+    base = {"problem": "faces/identity", "task": "faces", "scenario": "identity", "seed": 0, "TA": 0.7, "FA": 0.4,
+            "mia_loss_logreg": 0.6, "forgetting_score": 0.2, "nomus": 0.7, "seconds": 1.0, "time_fraction": 0.01}
+    rows = [{**base, "method": m, "label": ch2.label(m), "pick": pick}
+            for m, pick in (("original", "reference"), ("retrain", "reference"), ("dlfd", "grid"),
+                            ("dlfd", "rule"), ("dlfd", "oracle"))]
+    return pd.DataFrame(rows)
+
+
+def test_chapter_frame_keeps_the_rule_picks_and_renames_the_metrics():
+    extra = [{"problem": "faces/identity", "task": "faces", "seed": 0, "method": "dlfd_no_ot",
+              "label": ch2.label("dlfd_no_ot"), "TA": 0.5, "FA": 0.3, "mia_loss_logreg": 0.55,
+              "forgetting_score": 0.1, "nomus": 0.66, "seconds": 2.0, "time_fraction": 0.02}]
+    collapse = pd.DataFrame([{"problem": "faces/identity", "seed": 0, "method": "dlfd", "probe_accuracy": 0.4,
+                              "separation_test": 1.5, "separation_retain": 2.0}])
+    frame = ch2.chapter_frame(_harness_rows(), extra, collapse)
+    assert list(frame["method"]) == ["original", "retrain", "dlfd", "dlfd_no_ot"]  # no grid / oracle rows
+    assert (frame["dataset"] == "faces").all()
+    last = frame.set_index("method").loc["dlfd_no_ot"]
+    assert (last["MIA"], last["FS"], last["NoMUS"]) == (0.55, 0.1, 0.66)
+    assert frame.set_index("method").loc["dlfd", "probe_accuracy"] == 0.4
+    assert frame.set_index("method")["probe_accuracy"].isna().sum() == 3  # merged by seed and method only
 
 
 def test_sinkhorn_check_converges_to_the_exact_cost():
@@ -97,20 +170,34 @@ def test_sinkhorn_check_converges_to_the_exact_cost():
     assert capped.loc[0.01, "marginal_error"] > converged.loc[0.01, "marginal_error"]
 
 
-def test_ot_share_of_a_dlfd_step_is_a_fraction():
+def _tiny_face_problem() -> harness.Problem:
     data = TensorSet(torch.randint(0, 256, (24, 1, 8, 8), generator=torch.Generator().manual_seed(0),
                                    dtype=torch.uint8), torch.arange(24) % 3)
     split = Split(retain=data.subset(torch.arange(16)), forget=data.subset(torch.arange(16, 24)),
                   test=data.subset(torch.arange(8)), num_classes=3)
     torch.manual_seed(0)
     model = build_model("face_cnn", 3, in_channels=1, image_size=8).eval()
-    problem = ch2.Problem("faces", 0, split, model, model, 1.0, (True, True))
-    cfg = ch2.profile_config("smoke", method_overrides={"dlfd": {"batch_size": 8, "perturbation_steps": 2}})
-    timing = ch2.ot_step_share(problem, cfg, device="cpu")
-    assert 0 <= timing["ot_share"] < 1 and timing["step_seconds_with_ot"] > 0
+    return harness.Problem(task="faces", scenario="identity", seed=0, split=split, original=model,
+                           retrained=model, retrain_seconds=1.0, retrain_epochs=6, models=[], key={})
 
 
-def test_single_seed_tables_show_no_spread():
-    summary = ch2.summarise(_frame()[lambda f: f["seed"] == 0])
-    assert set(summary["n"]) == {1}
-    assert ch2.display_table(summary, "faces").loc["DLFD", "NoMUS"] == "0.750"
+def test_dlfd_config_is_the_budget_under_the_pick():
+    problem = _tiny_face_problem()
+    cfg = ch2.profile_config("smoke")
+    dlfd = ch2.dlfd_config(cfg, problem, {"batch_size": 8})
+    assert dlfd.batch_size == 8
+    assert dlfd.epochs == pytest.approx(harness.budget_settings("dlfd", 6)["epochs"])  # 1 × 6 / 100
+    assert ch2.dlfd_config(cfg, problem, {"epochs": 0.5}).epochs == 0.5  # the pick wins
+
+
+def test_ot_share_of_a_dlfd_step_is_a_fraction():
+    problem = _tiny_face_problem()
+    before = {k: v.clone() for k, v in problem.original.state_dict().items()}
+    cfg = ch2.profile_config("smoke")
+    timing = ch2.ot_step_share(problem, cfg, {"batch_size": 8, "perturbation_steps": 2}, device="cpu")
+    assert 0 <= timing["ot_share"] < 1
+    assert timing["step_seconds_with_ot"] > 0 and timing["step_seconds_without_ot"] > 0
+    assert timing["ot_share"] == pytest.approx(
+        max(0.0, 1 - timing["step_seconds_without_ot"] / timing["step_seconds_with_ot"]))
+    for k, v in problem.original.state_dict().items():  # timed on copies
+        assert torch.equal(v, before[k])

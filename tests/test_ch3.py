@@ -1,15 +1,16 @@
-"""Chapter 3 experiment code: config validation, the contribution check, tables, sub-class path."""
+"""Chapter 3 experiment code: config validation, the contribution check, the sub-class path,
+the ablation runs and the no-stopping-rule curve (tiny inputs)."""
 
 import math
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from unlearnkit.experiments import ch3
+from unlearnkit.experiments import ch3, harness
 from unlearnkit.experiments.tasks import ImageTask
+from unlearnkit.metrics import avg_gap
 from unlearnkit.models import build_model
 from unlearnkit.sensitivity import class_sensitivity_norms
 from unlearnkit.train import TrainConfig, train_model
@@ -20,18 +21,29 @@ TINY = ch3.TheoryConfig(n_train=5, hidden=6, num_classes=3, steps=4, lr=0.5)
 def test_profile_configs_build_and_bad_values_are_refused_before_work():
     for profile in ("smoke", "cpu", "paper"):
         cfg = ch3.profile_config(profile)
-        assert {"retrain", "mumis"} <= set(cfg.methods)
-    assert [s.scenario for s in ch3.profile_config("paper").scenarios][-1] == "sub_class"
-    with pytest.raises(ValueError, match="profile"):
+        assert cfg.methods == ch3.METHODS and cfg.methods[-1] == "mumis"
+        assert "full_class" in cfg.problems
+    assert set(ch3.METHODS) == set(ch3.METHOD_LABELS) - {"retrain"}  # Retrain is the reference row
+    assert ch3.profile_config("paper").problems[-1] == "sub_class"
+    assert "sub_class" not in ch3.profile_config("cpu").problems
+    with pytest.raises(ValueError, match="unknown profile 'laptop'"):
         ch3.profile_config("laptop")
-    with pytest.raises(ValueError, match="unknown parameter"):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['epochs'\] for Ch3Config"):
         ch3.profile_config("smoke", epochs=3)
-    with pytest.raises(ValueError, match="delta"):
-        ch3.profile_config("smoke", method_overrides={"mumis": {"delta": 0.5}})
-    with pytest.raises(ValueError, match="not in methods"):
-        ch3.profile_config("smoke", methods=("retrain", "mumis"), method_overrides={"salun": {}})
-    with pytest.raises(ValueError, match="unknown unlearning method"):
-        ch3.profile_config("smoke", methods=("retrain", "mumis", "magic"))
+    with pytest.raises(ValueError, match=r"ablation delta=0.5 is out of range"):
+        ch3.profile_config("smoke", ablation_deltas=(0.5,))
+    with pytest.raises(ValueError, match="methods must include 'mumis'"):
+        ch3.profile_config("smoke", methods=("finetune", "salun"))
+    with pytest.raises(ValueError, match="unknown unlearning method 'magic'"):
+        ch3.profile_config("smoke", methods=("finetune", "mumis", "magic"))
+    with pytest.raises(ValueError, match="problems must include 'full_class'"):
+        ch3.profile_config("smoke", problems=("random_subset",))
+    with pytest.raises(ValueError, match="unknown problem 'identity'"):
+        ch3.profile_config("smoke", problems=("full_class", "identity"))
+    with pytest.raises(ValueError, match=r"unbounded_every=0 is out of range"):
+        ch3.profile_config("smoke", unbounded_every=0)
+    with pytest.raises(ValueError, match=r"lr=0 is out of range"):
+        ch3.TheoryConfig(lr=0)
 
 
 def test_contribution_check_matches_finite_differences_through_training():
@@ -87,20 +99,6 @@ def test_sensitivity_observations_columns_are_consistent():
     np.testing.assert_allclose(frame["gap"], frame["target"] - frame["irrelevant"])
 
 
-def test_avg_gap_and_summary():
-    rows = []
-    for seed, (ra, fa, ta) in enumerate([(90, 0, 80), (92, 0, 82)]):
-        rows.append({"scenario": "s", "seed": seed, "method": "Retrain", "RA": ra, "FA": fa, "TA": ta, "MIA": 0, "seconds": 10})
-        rows.append({"scenario": "s", "seed": seed, "method": "MU-Mis", "RA": ra - 3, "FA": fa + 6, "TA": ta, "MIA": 1, "seconds": 1})
-    results = ch3.add_avg_gap(pd.DataFrame(rows))
-    assert results.loc[results["method"] == "Retrain", "gap"].eq(0).all()
-    assert results.loc[results["method"] == "MU-Mis", "gap"].eq(3).all()  # (3 + 6 + 0) / 3
-    summary = ch3.summarise(results)
-    assert summary.loc[("s", "Retrain"), "RA"] == 91 and summary.loc[("s", "Retrain"), "RA_std"] == pytest.approx(2 ** 0.5)
-    assert list(summary.index.get_level_values("method")) == ["Retrain", "MU-Mis"]
-    assert "±" in ch3.format_summary(summary).iloc[0, 0]
-
-
 def test_ratio_verdict():
     assert ch3.ratio_verdict(20, reproduced_at=10, partly_at=2) == "reproduced"
     assert ch3.ratio_verdict(3, reproduced_at=10, partly_at=2) == "partly"
@@ -128,19 +126,31 @@ def test_sub_class_path_runs_on_generated_cifar100(tmp_path, monkeypatch):
     write_cifar100(tmp_path)
     task = ImageTask("cifar100", "small_cnn", TrainConfig(epochs=1, batch_size=16, lr=0.05, augment=False),
                      val_fraction=0.0)
-    spec = ch3.ScenarioSpec("sub_class", task, "sub_class", {"subclass": "rocket"})
-    cfg = ch3.profile_config("smoke", scenarios=(spec,), methods=("retrain", "mumis"),
-                             method_overrides={"mumis": {"max_epochs": 1}})
-    frame = ch3.run_scenario(cfg, spec, 0, original_seed=0, device="cpu", root=tmp_path)
-    assert list(frame["method"]) == ["Retrain", "MU-Mis", "Original"]
-    assert frame[["RA", "FA", "TA", "MIA"]].apply(lambda c: c.between(0, 100)).all().all()
-    parts = ch3.scenario_models(spec, 0, original_seed=0, device="cpu", root=tmp_path)
-    assert parts["hits"] == (True, True)  # cached by the first call
-    assert parts["split"].num_classes == 2 and parts["split"].info["superclass"] == "vehicles 2"
+    monkeypatch.setattr(ch3, "_cifar20_task", lambda: task)  # the paper's ResNet-18 recipe, shrunk
+    problem = ch3.chapter_problem("sub_class", "paper", seed=0, device="cpu", root=tmp_path)
+    assert (problem.task, problem.scenario, problem.name) == ("cifar20", "sub_class", "cifar20/sub_class")
+    split = problem.split
+    assert split.num_classes == 2 and split.info["superclass"] == "vehicles 2"
+    # the forgotten sub-class leaves the training data; its superclass stays a label
+    assert len(split.forget) == 12 and (split.forget.y == split.forget.y[0]).all()
+    with torch.no_grad():
+        logits = problem.original(split.forget.x[:2].float() / 255)
+    assert logits.shape == (2, 2), "the original is trained on the superclass labels"
+    assert [m["role"] for m in problem.models] == ["original", "retrained"]
+    assert all(not m["cache_hit"] and 0 <= m["test_accuracy"] <= 1 and m["task"] == "cifar20"
+               for m in problem.models)
+    assert problem.retrain_epochs == 1 and problem.retrain_seconds > 0
+    again = ch3.chapter_problem("sub_class", "paper", seed=0, device="cpu", root=tmp_path)
+    assert [m["cache_hit"] for m in again.models] == [True, True]  # cached by the first call
+    assert again.key == problem.key
+    rows = harness.run_methods(problem, {"mumis": {"max_epochs": 1}}, profile="smoke", device="cpu")
+    assert list(rows["method"]) == ["original", "retrain", "mumis"]
+    assert rows[["RA", "FA", "TA"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert rows.set_index("method").loc["retrain", "avg_gap"] == 0
 
 
 @pytest.fixture(scope="module")
-def small_task():
+def small_problem():
     from unlearnkit.data import make_split
 
     split = make_split("synthetic-images", "full_class", forget_class=0, seed=0, val_fraction=0.0,
@@ -148,21 +158,51 @@ def small_task():
     torch.manual_seed(0)
     model = train_model(build_model("small_cnn", 3, image_size=8), split.train,
                         TrainConfig(epochs=3, batch_size=16, lr=0.05, augment=False), device="cpu", progress=False)
-    return model, split
+    torch.manual_seed(1)
+    retrained = train_model(build_model("small_cnn", 3, image_size=8), split.retain,
+                            TrainConfig(epochs=3, batch_size=16, lr=0.05, augment=False), device="cpu", progress=False)
+    return harness.Problem(task="synthetic-images", scenario="full_class", seed=0, split=split,
+                           original=model.eval(), retrained=retrained.eval(), retrain_seconds=1.0,
+                           retrain_epochs=3, models=[], key={"test": "ch3-small-problem"})
 
 
-def test_unbounded_curve_steps_and_decreasing_loss(small_task):
-    model, split = small_task
-    cfg = ch3.profile_config("smoke", unbounded_steps=4, unbounded_every=2,
-                             method_overrides={"mumis": {"lr": 50.0, "batch_size": 8}})
-    curve = ch3.unbounded_curve(cfg, model, split, 0, device="cpu")
+def test_mumis_config_is_budget_then_pick_then_changes(small_problem):
+    budget = harness.budget_settings("mumis", 3)
+    assert ch3.mumis_config("smoke", small_problem, {}).max_epochs == pytest.approx(budget["max_epochs"])
+    cfg = ch3.mumis_config("smoke", small_problem, {"lr": 0.1, "max_epochs": 2}, lr=0.2)
+    assert (cfg.lr, cfg.max_epochs) == (0.2, 2)
+    with pytest.raises(ValueError, match="delta"):
+        ch3.mumis_config("smoke", small_problem, {"delta": 0.5})
+
+
+def test_ablation_changes_one_knob_at_a_time(small_problem, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    cfg = ch3.profile_config("smoke", ablation_deltas=(1.3, 2.0), ablation_lr_factors=(1.0, 3.0))
+    pick = {"lr": 0.01, "batch_size": 8, "max_epochs": 1, "delta": 1.3}
+    table = ch3.mumis_ablation(cfg, small_problem, pick, device="cpu")
+    # δ = 1.3 and lr × 1 repeat the default, so they are not run again
+    assert list(zip(table["knob"], table["value"])) == [("default", ""), ("terms", "target"),
+                                                        ("terms", "irrelevant"), ("delta", "2.0"),
+                                                        ("lr", "3× = 0.03")]
+    reference = harness.measure(small_problem.retrained, small_problem, seed=0, device="cpu", retain_eval=None)
+    for _, row in table.iterrows():
+        assert row["avg_gap"] == pytest.approx(avg_gap(row, reference))
+        assert 0 <= row["FA"] <= 1 and row["steps"] >= 0 and row["seconds"] > 0
+    # the original is never modified by the runs
+    first = ch3.mumis_ablation(cfg, small_problem, pick, device="cpu")
+    assert first["FA"].tolist() == table["FA"].tolist()
+
+
+def test_unbounded_curve_steps_and_decreasing_loss(small_problem):
+    cfg = ch3.profile_config("smoke", unbounded_steps=4, unbounded_every=2)
+    curve = ch3.unbounded_curve(cfg, small_problem, {"lr": 50.0, "batch_size": 8}, device="cpu")
     assert list(curve["step"]) == [0, 2, 4]
     assert curve["loss"].iloc[-1] < curve["loss"].iloc[0]
     assert curve["ratio"].iloc[0] == 1.0 and curve["ratio"].iloc[-1] > 1.0
+    assert curve[["TA", "FA"]].apply(lambda c: c.between(0, 1)).all().all()
 
 
-def test_unbounded_curve_stops_at_the_first_non_finite_loss(small_task, monkeypatch):
-    model, split = small_task
+def test_unbounded_curve_stops_at_the_first_non_finite_loss(small_problem, monkeypatch):
     real = ch3.mumis_loss
     calls = []
 
@@ -172,15 +212,14 @@ def test_unbounded_curve_stops_at_the_first_non_finite_loss(small_task, monkeypa
         return out._replace(loss=out.loss * float("nan")) if len(calls) > 1 else out
 
     monkeypatch.setattr(ch3, "mumis_loss", overflowing)
-    cfg = ch3.profile_config("smoke", unbounded_steps=8, unbounded_every=2,
-                             method_overrides={"mumis": {"lr": 0.01, "batch_size": 8}})
-    curve = ch3.unbounded_curve(cfg, model, split, 0, device="cpu")
+    cfg = ch3.profile_config("smoke", unbounded_steps=8, unbounded_every=2)
+    curve = ch3.unbounded_curve(cfg, small_problem, {"lr": 0.01, "batch_size": 8}, device="cpu")
     assert list(curve["step"]) == [0, 2], "the run must stop once the loss is not finite"
     assert math.isfinite(curve["loss"].iloc[0]) and math.isnan(curve["loss"].iloc[-1])
 
 
-def test_step_time_ratio_reports_both_timings(small_task):
-    model, split = small_task
+def test_step_time_ratio_reports_both_timings(small_problem):
+    model, split = small_problem.original, small_problem.split
     bench = ch3.step_time_ratio(model, split.forget, 3, batch=4, repeats=1, device="cpu")
     assert bench["plain_s"] > 0 and bench["mumis_s"] > 0
     assert bench["ratio"] == pytest.approx(bench["mumis_s"] / bench["plain_s"])

@@ -77,13 +77,7 @@ def train_original(split: Split) -> Classifier:
     return train_model(model, split.train, TrainConfig(**RECIPE, seed=0), device="cpu", progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and steadier on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,7 @@ EXTRA = {"mumis": {"delta": None}, "unsir": {"noise_steps": 1, "noise_per_class"
          "dlfd_released": {"perturbation_steps": 1, "monitor_samples": 8, "monitor_every": 100, "ot_reg": 0.05}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _set(n: int, seed: int) -> TensorSet:

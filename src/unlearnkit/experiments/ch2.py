@@ -271,7 +271,7 @@ def chapter_frame(runs: pd.DataFrame, extra: list[dict], collapse: pd.DataFrame 
                "time_fraction"]
     frame = frame[columns]
     if collapse is not None and len(collapse):
-        frame = frame.merge(collapse.drop(columns=["problem"]), on=["seed", "method"], how="left")
+        frame = frame.merge(collapse, on=["problem", "seed", "method"], how="left")
     return frame
 
 
