@@ -215,17 +215,18 @@ def cache_entry_path(key: dict, cache_dir: str | Path | None = None) -> Path:
     return cache_root(cache_dir) / "models" / f"{digest}.pt"
 
 
-def _load_entry(path: Path, key: dict) -> dict | None:
-    """The stored ``{"state_dict", "meta"}`` at ``path`` if it is a readable entry for ``key``."""
+def load_entry(path: Path, key: dict, *, what: str = "model cache entry", redo: str = "retraining") -> dict | None:
+    """The stored ``{"state_dict", "meta"}`` at ``path`` if it is a readable entry for ``key``
+    (read with ``weights_only=True``); else None, with a warning naming ``what`` and ``redo``."""
     if not path.is_file():
         return None
     try:
         entry = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as err:
-        warnings.warn(f"unreadable model cache entry {path} ({type(err).__name__}: {err}); retraining")
+        warnings.warn(f"unreadable {what} {path} ({type(err).__name__}: {err}); {redo}")
         return None
     if not isinstance(entry, dict) or entry.get("meta", {}).get("key") != key:
-        warnings.warn(f"model cache entry {path} was written for another key (hash collision?); retraining")
+        warnings.warn(f"{what} {path} was written for another key (hash collision?); {redo}")
         return None
     return entry
 
@@ -264,7 +265,7 @@ def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Mo
     """
     key = _json_ready(key)
     path = cache_entry_path(key, cache_dir)
-    entry = _load_entry(path, key)
+    entry = load_entry(path, key)
     if entry is not None:
         model = build()
         model.load_state_dict(entry["state_dict"])

@@ -26,8 +26,6 @@ import hashlib
 import itertools
 import json
 import math
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -43,6 +41,7 @@ from ..data.core import Split, TensorSet
 from ..methods import get_method, unlearn
 from ..metrics import accuracy, avg_gap, evaluate_split, t_interval
 from ..runtime import atomic_torch_save, atomic_write_text, cache_root, writable_folder
+from ..train import load_entry
 
 METRICS = ("RA", "FA", "TA", "FTA", "mia_loss_logreg", "mia_efficacy_svc", "mia_entropy_logreg",
            "forgetting_score", "nomus", "val_accuracy", "heldout_accuracy", "avg_gap", "seconds",
@@ -284,7 +283,7 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     config = spec.config.for_profile(profile, overrides)  # validates before any work
     key = run_key(problem, method, as_dict(config), seed=seed, retain_eval=retain_eval)
     path = run_path(key, cache_dir)
-    entry = _load_run(path, key)
+    entry = load_entry(path, key, what="run cache entry", redo="running again")
     if entry is None:
         writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
         result = unlearn(method, problem.original, problem.split, profile=profile, device=str(device),
@@ -302,17 +301,6 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
                 settings=json.dumps(dict(settings or {}), sort_keys=True),
                 budget_fraction=budget_fraction(method, overrides, problem.retrain_epochs)
                 if spec.passes else math.nan, method_seed=seed, cache_hit=hit, run_path=str(path))
-
-
-def _load_run(path: Path, key: dict) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as err:
-        warnings.warn(f"unreadable run cache entry {path} ({type(err).__name__}); running again")
-        return None
-    return entry if entry.get("meta", {}).get("key") == key else None
 
 
 def load_unlearned(problem: Problem, row: Mapping) -> nn.Module:
