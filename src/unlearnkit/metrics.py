@@ -97,9 +97,9 @@ def balance(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> tuple[np.
     return pick(members), pick(nonmembers)
 
 
-def _at_most(data: TensorSet, n: int, seed: int) -> TensorSet:
-    """A seeded random subset of ``n`` rows of ``data`` (all of it when it is not larger)."""
-    if len(data) <= n:
+def at_most(data: TensorSet, n: int | None, seed: int) -> TensorSet:
+    """A seeded random subset of ``n`` rows of ``data`` (all of it when it is not larger, or ``n`` is None)."""
+    if n is None or len(data) <= n:
         return data
     return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n])
 
@@ -150,7 +150,7 @@ def mia_efficacy_svc(model: nn.Module, retain: TensorSet, test: TensorSet, forge
     gamma="auto")`` trained on retain (member, 1; subsampled to the test size) vs test
     (non-member, 0). Higher = the forget set looks less like training data (more forgetting).
     """
-    retain = _at_most(retain, len(test), seed)
+    retain = at_most(retain, len(test), seed)
     conf = [_true_class_prob(predict(model, d, device=device), d.y).numpy() for d in (retain, test, forget)]
     return _svc_efficacy(*conf, seed)
 
@@ -168,7 +168,7 @@ def mia_entropy_logreg(model: nn.Module, retain: TensorSet, test: TensorSet, for
     Feature: the entropy of ``softmax(f(x))``. Attack: logistic regression trained on retain
     (member, 1; balanced with test) vs test (non-member, 0). Lower = more forgetting.
     """
-    retain = _at_most(retain, len(test), seed)
+    retain = at_most(retain, len(test), seed)
     entropies = [_entropy(predict(model, d, device=device)).numpy() for d in (retain, test, forget)]
     return _entropy_membership(*entropies, seed)
 
@@ -225,7 +225,7 @@ def evaluate_split(model: nn.Module, split: Split, *, device: torch.device | str
     retain = split.retain
     if retain_sample is not None:
         check_range("retain_sample", retain_sample, 2)
-        retain = _at_most(retain, retain_sample, seed)
+        retain = at_most(retain, retain_sample, seed)
     logits = {name: predict(model, part, device=device) for name, part in
               (("retain", retain), ("forget", split.forget), ("test", split.test))}
     labels = {"retain": retain.y, "forget": split.forget.y, "test": split.test.y}

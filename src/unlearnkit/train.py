@@ -200,6 +200,16 @@ def predict(model: nn.Module, data_or_x: TensorSet | torch.Tensor, *, device: to
 
 # --- trained-model cache -------------------------------------------------------------------
 
+@torch.no_grad()
+def penultimate_features(model: nn.Module, data: TensorSet, *, device: torch.device | str, batch_size: int = 512,
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Penultimate features ``model.features(x)`` ``[N, D]`` of the images of ``data``, in eval
+    mode, on the CPU in ``dtype``."""
+    model.eval()
+    return torch.cat([model.features(to_input(data.x[i:i + batch_size], device)).to(dtype).cpu()
+                      for i in range(0, len(data), batch_size)])
+
+
 def _json_ready(key: dict) -> dict:
     if not isinstance(key, dict):
         raise TypeError(f"cache key must be a dict (use config.as_dict for dataclasses); got {type(key).__name__}")

@@ -489,20 +489,11 @@ def image_setup(profile: str, *, device, root=None, progress: bool = False):
     return task, split, model, info
 
 
-@torch.no_grad()
-def extract_features(model, data, *, device, batch_size: int = 512) -> torch.Tensor:
-    """Penultimate features ``[N, D]`` (float64, CPU) of the images of ``data`` (a TensorSet)."""
-    from ..train import to_input
-
-    model.eval()
-    out = [model.features(to_input(data.x[i:i + batch_size], device)).double().cpu()
-           for i in range(0, len(data), batch_size)]
-    return torch.cat(out)
-
-
 def split_features(model, split, *, device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{part: (features [N, D], labels [N])}`` for retain, forget, test and forget_test."""
-    return {name: (extract_features(model, getattr(split, name), device=device), getattr(split, name).y)
+    from ..train import penultimate_features
+
+    return {name: (penultimate_features(model, getattr(split, name), device=device), getattr(split, name).y)
             for name in ("retain", "forget", "test", "forget_test")}
 
 

@@ -39,7 +39,7 @@ from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
 from ..metrics import accuracy
 from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
-from ..train import TrainConfig, cached_train, train_model
+from ..train import TrainConfig, cached_train, penultimate_features, train_model
 from .harness import Problem, budget_settings, load_unlearned, main_rows, means, run_method
 from .tasks import TABLE_BASELINES, book_problem, face_task
 
@@ -185,14 +185,6 @@ def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool
 
 # ---------------------------------------------------------------------------- measurements
 
-@torch.no_grad()
-def features_of(model: nn.Module, data: TensorSet, *, device, batch_size: int = 256) -> torch.Tensor:
-    """Penultimate features ``[N, D]`` (eval mode, CPU float32)."""
-    model.eval()
-    return torch.cat([model.features(as_input(data.x[i:i + batch_size], device)).float().cpu()
-                      for i in range(0, len(data), batch_size)])
-
-
 def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
     """Fisher ratio ``tr(S_B) / tr(S_W)`` of features ``[N, D]`` with labels ``[N]``.
 
@@ -230,7 +222,8 @@ def feature_label_correlation(model: nn.Module, split: Split, *, device, max_sam
         return data if len(data) <= max_samples else data.subset(torch.randperm(len(data), generator=gen)[:max_samples])
 
     retain, test = cap(split.retain), cap(split.test)
-    f_retain, f_test = features_of(model, retain, device=device), features_of(model, test, device=device)
+    f_retain, f_test = (penultimate_features(model, part, device=device, batch_size=256, dtype=torch.float32)
+                        for part in (retain, test))
     return {"probe_accuracy": probe_accuracy(f_retain, retain.y, f_test, test.y),
             "separation_test": class_separation(f_test, test.y),
             "separation_retain": class_separation(f_retain, retain.y)}

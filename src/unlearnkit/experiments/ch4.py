@@ -28,6 +28,7 @@ from ..data import replace_split
 from ..methods import available_methods, get_method, unlearn
 from ..metrics import accuracy, avg_gap
 from ..selection import SCORERS, removal_mask, score
+from ..train import penultimate_features
 from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
 from .tasks import SCENARIOS, book_problem
 
@@ -138,16 +139,6 @@ def selected_part(features: dict[str, torch.Tensor], scorer: str, budget: float,
     return ~removal_mask(scores, budget)
 
 
-@torch.no_grad()
-def _features(model, data, *, device, batch_size: int = 512) -> torch.Tensor:
-    """Penultimate features ``[N, D]`` (float64, CPU)."""
-    from ..train import to_input
-
-    model.eval()
-    return torch.cat([model.features(to_input(data.x[i:i + batch_size], device)).double().cpu()
-                      for i in range(0, len(data), batch_size)])
-
-
 def front_end_name(cfg: Ch4Config, scorer: str) -> str:
     """``selected`` for the chapter's scorer, ``random`` for the RANDOM control, else the name."""
     if scorer == cfg.combo_scorers[0]:
@@ -165,7 +156,7 @@ def combination_runs(cfg: Ch4Config, problem: Problem, picks: dict[str, dict], *
     :func:`.harness.measure`, avg_gap, FA_selected / FA_rest (on the handed-on part and the rest).
     """
     split, seed = problem.split, problem.seed
-    features = {part: _features(problem.original, getattr(split, part), device=device)
+    features = {part: penultimate_features(problem.original, getattr(split, part), device=device)
                 for part in ("forget", "retain")}
     reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
     rows = []

@@ -37,9 +37,9 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import as_dict, check_choice, check_range, config_hash
-from ..data.core import Split, TensorSet
+from ..data.core import Split
 from ..methods import get_method, unlearn
-from ..metrics import accuracy, avg_gap, evaluate_split, t_interval
+from ..metrics import accuracy, at_most, avg_gap, evaluate_split, t_interval
 from ..runtime import atomic_torch_save, atomic_write_text, cache_root, writable_folder
 from ..train import load_entry
 
@@ -231,21 +231,15 @@ def run_path(key: dict, cache_dir=None) -> Path:
     return cache_root(cache_dir) / "runs" / f"{config_hash(key)}.pt"
 
 
-def _at_most(data: TensorSet, n: int | None, seed: int) -> TensorSet:
-    if n is None or len(data) <= n:
-        return data
-    return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n])
-
-
 def measure(model: nn.Module, problem: Problem, *, seed: int, device, retain_eval: int | None) -> dict:
     """Every metric of :func:`evaluate_split` plus ``val_accuracy`` (the validation set, capped
     at ``retain_eval`` samples) and ``heldout_accuracy`` (the unseen set where there is one,
     else the validation accuracy): the selection rule's inputs."""
     split = problem.split
     out = evaluate_split(model, split, device=device, seed=seed, retain_sample=retain_eval)
-    out["val_accuracy"] = accuracy(model, _at_most(split.val, retain_eval, seed), device=device) \
+    out["val_accuracy"] = accuracy(model, at_most(split.val, retain_eval, seed), device=device) \
         if split.val is not None else math.nan
-    out["heldout_accuracy"] = (accuracy(model, _at_most(split.unseen, retain_eval, seed), device=device)
+    out["heldout_accuracy"] = (accuracy(model, at_most(split.unseen, retain_eval, seed), device=device)
                                if split.unseen is not None else out["val_accuracy"])
     out["forget_target"] = forget_target(problem.scenario, split.num_classes, out["heldout_accuracy"])
     out.pop("n_retain_eval", None)
