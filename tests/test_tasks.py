@@ -69,7 +69,7 @@ def test_retrain_time_is_measured_in_this_run_even_on_a_cache_hit(tmp_path, monk
 def test_tasks_and_protocols_per_profile():
     assert cifar10_task("smoke") is cifar10_task("smoke")  # one task per profile, shared by the chapters
     assert (cifar10_task("cpu").dataset, tasks.face_task("cpu").dataset) == ("cifar10", "ckplus")
-    assert cifar10_task("cpu").max_train is None  # the whole 45,000-image pool
+    assert cifar10_task("cpu").max_train == 20_000 and cifar10_task("paper").max_train is None
     assert tasks.protocol("cpu").seeds >= 3 and tasks.protocol("smoke").seeds >= 2
     for profile in ("smoke", "cpu", "paper"):
         prot = tasks.protocol(profile)
