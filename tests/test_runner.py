@@ -123,3 +123,67 @@ def test_cli_rejects_unknown_parameter_with_one_clear_message(tmp_path):
     assert proc.returncode != 0
     assert "unknown parameter(s) ['epochz']" in proc.stderr
     assert not any(tmp_path.rglob("*.json"))
+
+
+SLOW = """
+```{code-cell} ipython3
+import time, sys
+for step in range(3):
+    print(f"step {step}", file=sys.stderr, flush=True)
+    time.sleep(0.4)
+```
+"""
+
+
+def test_a_build_reports_the_running_cell_and_ends_with_a_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
+    root = make_project(tmp_path / "proj", SLOW + WRITE_RESULTS)
+    results = runner.run_all(profile="smoke", out=tmp_path / "out", root=root)
+    err = capsys.readouterr().err
+    assert "step 2" in err, "the kernel's stderr (progress bars) reaches the terminal"
+    assert "[unlearnkit] 00_tiny: cell 4/5 (import time, sys)" in err
+    rows = runner.summary_rows(results)
+    assert [r["chapter"] for r in rows] == ["00_tiny"] and rows[0]["trained"] == rows[0]["cached"] == 0
+
+
+def test_summary_counts_models_and_verdicts(tmp_path):
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"models": [{"cache_hit": False}, {"cache_hit": True}, {"cache_hit": True}],
+                                   "scorecard": [{"verdict": "reproduced"}, {"verdict": "not reproduced"},
+                                                 {"verdict": "reproduced"}]}))
+    run = runner.RunResult(tmp_path / "03_mumis.ipynb", results, 12.0)
+    assert runner.summary_rows([run]) == [{"chapter": "03_mumis", "seconds": 12.0, "trained": 1, "cached": 2,
+                                           "verdicts": {"reproduced": 2, "not reproduced": 1}}]
+    table = runner.build_summary([run]).splitlines()
+    assert table[0].split()[:4] == ["chapter", "seconds", "trained", "cached"]
+    assert table[1].split()[:4] == ["03_mumis", "12", "1", "2"] and "not reproduced 1" in table[1]
+    assert table[-1].split()[:4] == ["total", "12", "1", "2"]
+
+
+def test_a_failing_cell_names_the_chapter_and_the_cell(tmp_path):
+    root = make_project(tmp_path / "proj", RAISE)
+    with pytest.raises(runner.ChapterFailed, match=r"chapter 00_tiny failed in cell 4 .*RuntimeError: this cell"):
+        runner.run_all(profile="smoke", out=tmp_path / "out", root=root)
+
+
+def test_repository_buttons_follow_the_configured_url():
+    config = {"execute": {"timeout": 5}, "repository": {"url": "", "branch": "main"}, "html": {"x": 1}}
+    staged = runner.staged_config(config)
+    assert staged["execute"] == {"timeout": 5, "execute_notebooks": "off"} and "repository" not in staged
+    assert staged["html"] == {"x": 1, "use_repository_button": False, "use_issues_button": False}
+    config["repository"]["url"] = "https://example.org/book"
+    staged = runner.staged_config(config)
+    assert staged["repository"]["url"] == "https://example.org/book"
+    assert staged["html"]["use_repository_button"] and staged["html"]["use_issues_button"]
+    assert config["execute"] == {"timeout": 5}, "the project's config is not modified"
+
+
+def test_the_injected_parameters_cell_is_removed_from_the_page(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]})])
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    runner.hide_injected_parameters(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    tags = [c.metadata.get("tags") for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells]
+    assert tags == [["parameters"], ["injected-parameters", "remove-cell"]]

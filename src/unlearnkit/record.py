@@ -12,7 +12,8 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
       "config": {...},                 # the resolved settings of every task and method that ran
       "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note",
                      "n", "ci_low", "ci_high", "rule", "arxiv"}, ...],
-      "wall_time_s": 12.3,
+      "wall_time_s": 12.3,              # first Recorder call to save
+      "finished": "2026-12-01T10:00:00+00:00", "commit": "4c52bba" (``+dirty``: uncommitted edits),
       "tables": {"name": [{column: value}, ...]}
     }
 """
@@ -23,10 +24,11 @@ import dataclasses
 import json
 import math
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .runtime import atomic_write_text
+from .runtime import atomic_write_text, source_commit
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value")
 
@@ -161,6 +163,7 @@ class Recorder:
             "chapter": chapter, "profile": profile, "device": str(device), "seed": seed,
             "data": {}, "parameters": _jsonable(parameters or {}), "values": {},
             "models": [], "config": {}, "scorecard": [], "tables": {}, "wall_time_s": None,
+            "finished": None, "commit": None,
         }
 
     def models(self, rows) -> None:
@@ -249,6 +252,27 @@ class Recorder:
     def save(self) -> dict:
         """Stamp the wall time and write ``results.json`` atomically (if a path was given)."""
         self.results["wall_time_s"] = round(time.perf_counter() - self._start, 3)
+        self.results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.results["commit"] = source_commit()
         if self.results_path is not None:
             atomic_write_text(self.results_path, json.dumps(self.results, indent=2, sort_keys=False))
         return self.results
+
+
+def execution_stats(folder: str | Path | None) -> "pd.DataFrame":
+    """One row per chapter results file in ``folder`` (a run's ``results/``): chapter, profile,
+    device, wall time (s), finished, commit, models trained in that run and read from the cache."""
+    import pandas as pd
+
+    columns = ["chapter", "profile", "device", "wall_time_s", "finished", "commit", "models_trained",
+               "models_cached"]
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")) if folder else []:
+        data = json.loads(path.read_text())
+        models = data.get("models", [])
+        rows.append({"chapter": data.get("chapter", path.stem), "profile": data.get("profile"),
+                     "device": data.get("device"), "wall_time_s": data.get("wall_time_s"),
+                     "finished": data.get("finished"), "commit": data.get("commit"),
+                     "models_trained": sum(not m.get("cache_hit") for m in models),
+                     "models_cached": sum(bool(m.get("cache_hit")) for m in models)})
+    return pd.DataFrame(rows, columns=columns)

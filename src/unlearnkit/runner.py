@@ -182,14 +182,18 @@ def _kernel_environment(root: Path) -> Iterator[None]:
 
     Kernel "python3" resolves to this interpreter's ipykernel (not a user-wide one), the
     data root defaults to the project's ``data/`` (the kernel's working directory is chapters/),
-    and OpenMP's idle threads default to sleeping (``OMP_WAIT_POLICY=PASSIVE``).
+    OpenMP's idle threads default to sleeping (``OMP_WAIT_POLICY=PASSIVE``) and tqdm bars to one
+    update per 10 s (``TQDM_MININTERVAL``).
     """
-    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "UNLEARNKIT_DATA", "OMP_WAIT_POLICY")}
+    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "UNLEARNKIT_DATA", "OMP_WAIT_POLICY",
+                                                  "TQDM_MININTERVAL")}
     ours = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [ours, saved["JUPYTER_PATH"]]))
     os.environ["UNLEARNKIT_DATA"] = saved["UNLEARNKIT_DATA"] or str(root / "data")
     # idle OpenMP threads sleep rather than spin: a contended CPU training step ran 5x faster
     os.environ["OMP_WAIT_POLICY"] = saved["OMP_WAIT_POLICY"] or "PASSIVE"
+    # progress bars update every 10 s at most: they go to the terminal and the executed notebook
+    os.environ["TQDM_MININTERVAL"] = saved["TQDM_MININTERVAL"] or "10"
     try:
         yield
     finally:
@@ -207,14 +211,78 @@ class RunResult:
     seconds: float
 
 
+HEARTBEAT_S = 30.0
+"""Seconds between the build's progress lines while a chapter runs."""
+
+
+def running_cell(nb) -> tuple[int, int, str] | None:
+    """``(i, n, first line)`` of the cell papermill marks as running (1-based i), else None."""
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            return i + 1, len(cells), first[:60]
+    return None
+
+
+def _report_progress(label: str, nb_man, stop, start: float, every: float) -> None:
+    while not stop.wait(every):
+        where = running_cell(nb_man.nb)
+        cell = f"cell {where[0]}/{where[1]} ({where[2]})" if where else "between cells"
+        print(f"[unlearnkit] {label}: {cell}, {_clock(time.perf_counter() - start)} elapsed",
+              file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _progress_engine(label: str, every: float):
+    """Papermill's nbclient engine, plus a line on stderr every ``every`` s naming the running cell."""
+    import threading
+
+    from papermill.engines import NBClientEngine
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            stop = threading.Event()
+            reporter = threading.Thread(target=_report_progress, daemon=True,
+                                        args=(label, nb_man, stop, time.perf_counter(), every))
+            reporter.start()
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            finally:
+                stop.set()
+                reporter.join()
+
+    return ProgressEngine
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter's cell raised: names the chapter, the cell and the error."""
+
+
+def chapter_failure(stem: str, err) -> ChapterFailed:
+    """The :class:`ChapterFailed` of papermill's ``PapermillExecutionError`` ``err`` in chapter ``stem``."""
+    first = next((line for line in (err.source or "").splitlines() if line.strip()), "")
+    return ChapterFailed(f"chapter {stem} failed in cell {err.cell_index + 1} ({first[:60]!r}): "
+                         f"{err.ename}: {err.evalue}")
+
+
 def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] | None = None,
-                out: Path | None = None, root: Path | None = None, log_output: bool = False) -> RunResult:
+                out: Path | None = None, root: Path | None = None, log_output: bool = False,
+                echo: bool = False) -> RunResult:
     """Execute one chapter with papermill; returns the executed notebook and results paths.
 
     Every check (chapter, profile, parameter names and types, output folder) happens
-    before the kernel starts. A failing cell raises ``PapermillExecutionError``.
+    before the kernel starts. A failing cell raises ``PapermillExecutionError``. ``echo``:
+    the kernel's stderr (the package's progress bars) goes to this terminal, with a line every
+    :data:`HEARTBEAT_S` seconds naming the running cell.
     """
     import papermill
+    from papermill.engines import papermill_engines
 
     from .runtime import writable_folder
 
@@ -235,10 +303,38 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
     parameters = {**overrides, "profile": profile, "results_path": str(results_out)}
     check_overrides(defaults, parameters)
     start = time.perf_counter()
+    engine = {}
+    if echo:
+        papermill_engines.register("unlearnkit", _progress_engine(path.stem, HEARTBEAT_S))
+        engine = {"engine_name": "unlearnkit", "stderr_file": sys.stderr}
     with _kernel_environment(root):
         papermill.execute_notebook(nb, str(notebook_out), parameters=parameters, kernel_name="python3",
-                                   cwd=str(path.parent), log_output=log_output, progress_bar=False)
+                                   cwd=str(path.parent), log_output=log_output, progress_bar=False, **engine)
     return RunResult(notebook_out, results_out, time.perf_counter() - start)
+
+
+def staged_config(config: dict) -> dict:
+    """The book's ``_config.yml`` for a build from executed notebooks: execution off; the
+    repository and issue buttons on exactly when ``repository.url`` is set."""
+    config = {**config, "execute": {**config.get("execute", {}), "execute_notebooks": "off"}}
+    url = (config.get("repository") or {}).get("url") or ""
+    config["html"] = {**config.get("html", {}), "use_repository_button": bool(url), "use_issues_button": bool(url)}
+    if not url:
+        config.pop("repository", None)
+    return config
+
+
+def hide_injected_parameters(source: Path, target: Path) -> None:
+    """Copy an executed notebook, tagging papermill's ``injected-parameters`` cell ``remove-cell``:
+    it holds this run's paths (the ``parameters`` cell above it shows the defaults)."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, target)
 
 
 def stage_book(root: Path, runs: Path, stage: Path) -> Path:
@@ -253,15 +349,14 @@ def stage_book(root: Path, runs: Path, stage: Path) -> Path:
         source = root / name
         if source.exists():
             (stage / name).symlink_to(source)
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    config = staged_config(yaml.safe_load((root / "_config.yml").read_text()))
     (stage / "_config.yml").unlink()
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for stem in toc_chapters(root):
         executed = runs / "chapters" / f"{stem}.ipynb"
         if not executed.is_file():
             raise FileNotFoundError(f"chapter {stem} has no executed notebook at {executed}; run it first")
-        shutil.copy(executed, stage / "chapters" / executed.name)
+        hide_injected_parameters(executed, stage / "chapters" / executed.name)
     for asset in (root / "chapters").iterdir():  # images or data files the chapters include
         if asset.suffix not in (".md", ".ipynb") and asset.is_file():
             shutil.copy(asset, stage / "chapters" / asset.name)
@@ -289,14 +384,47 @@ def build_book(root: Path, runs: Path, html_out: Path | None = None) -> Path:
 def run_all(*, profile: str, overrides: dict[str, Any] | None = None, out: Path | None = None,
             root: Path | None = None) -> list[RunResult]:
     """Run every chapter of ``_toc.yml`` at ``profile``; overrides must suit every chapter."""
+    from papermill.exceptions import PapermillExecutionError
+
     root = project_root(root)
     results = []
     for stem in toc_chapters(root):
         print(f"[unlearnkit] running {stem} at profile={profile}", flush=True)
-        result = run_chapter(stem, profile=profile, overrides=overrides, out=out, root=root)
+        try:
+            result = run_chapter(stem, profile=profile, overrides=overrides, out=out, root=root, echo=True)
+        except PapermillExecutionError as err:
+            raise chapter_failure(stem, err) from None
         print(f"[unlearnkit] {stem}: {result.seconds:.1f} s", flush=True)
         results.append(result)
+    print(build_summary(results), flush=True)
     return results
+
+
+def summary_rows(results: list[RunResult]) -> list[dict]:
+    """Per chapter: seconds, models trained / read from the cache, scorecard verdict counts."""
+    rows = []
+    for result in results:
+        data = json.loads(result.results.read_text()) if result.results.is_file() else {}
+        models = data.get("models", [])
+        verdicts: dict[str, int] = {}
+        for row in data.get("scorecard", []):
+            verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
+        rows.append({"chapter": result.notebook.stem, "seconds": result.seconds,
+                     "trained": sum(not m["cache_hit"] for m in models),
+                     "cached": sum(bool(m["cache_hit"]) for m in models), "verdicts": verdicts})
+    return rows
+
+
+def build_summary(results: list[RunResult]) -> str:
+    """The table printed at the end of a build (:func:`summary_rows`), with a total line."""
+    rows = summary_rows(results)
+    lines = [f"{'chapter':<22}{'seconds':>9}{'trained':>9}{'cached':>8}  verdicts"]
+    for row in rows:
+        verdicts = ", ".join(f"{k} {v}" for k, v in sorted(row["verdicts"].items())) or "-"
+        lines.append(f"{row['chapter']:<22}{row['seconds']:>9.0f}{row['trained']:>9}{row['cached']:>8}  {verdicts}")
+    lines.append(f"{'total':<22}{sum(r['seconds'] for r in rows):>9.0f}{sum(r['trained'] for r in rows):>9}"
+                 f"{sum(r['cached'] for r in rows):>8}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
+    except ChapterFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

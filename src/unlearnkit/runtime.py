@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,3 +138,21 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically; load back with ``weights_only=True``."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str:
+    """The git commit of the package's checkout (short hash, ``+dirty`` with uncommitted edits to
+    tracked files), or ``unknown`` outside a git checkout."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")

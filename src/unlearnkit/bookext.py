@@ -1,0 +1,84 @@
+"""Sphinx extension of the book: math typeset by a MathJax copied from an installed package.
+
+Sphinx loads MathJax 3 from a public CDN by default, so an archived book opened without a
+network shows raw TeX. This extension points ``mathjax_path`` at ``_static/mathjax`` and copies
+MathJax's ``es5`` bundle there from the pinned PyPI package ``django-static-mathjax``
+(MathJax 3.2.2, Apache-2.0; despite its name it depends on nothing, Django included).
+Listed in ``_config.yml`` under ``sphinx.extra_extensions``.
+
+Two page fixes keep the browser console clean (``tests/test_browser.py``): sphinx-thebe's
+configuration script, added twice in a jupyter-book build, is kept once (a second ``const``
+declaration is a script error), and the theme gets its default colour mode (``light``) where it
+would otherwise log an invalid empty mode.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+MATHJAX_SCRIPT = "mathjax/es5/tex-mml-chtml.js"
+"""The MathJax entry point, relative to the build's ``_static`` folder (Sphinx's rule for a relative
+``mathjax_path``)."""
+
+
+def mathjax_bundle() -> Path:
+    """The installed ``es5`` folder of MathJax (the entry scripts, their components and fonts)."""
+    spec = importlib.util.find_spec("mathjax")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        bundle = Path(location) / "static" / "mathjax" / "es5"
+        if (bundle / "tex-mml-chtml.js").is_file():
+            return bundle
+    raise ModuleNotFoundError("the book typesets math with MathJax from the package django-static-mathjax, "
+                              "which is not installed: pip install 'django-static-mathjax==3.2.2.1' "
+                              "(a pinned dependency of unlearnkit)")
+
+
+def _use_local_mathjax(app, config) -> None:
+    mathjax_bundle()  # fail at the start of the build, not after it
+    config.mathjax_path = MATHJAX_SCRIPT
+
+
+def copy_mathjax(target: Path) -> Path:
+    """Copy the bundle to ``target`` (``…/_static/mathjax/es5``): the entry script and the folders
+    of components and fonts it loads on demand, not the other combined entry scripts."""
+    bundle = mathjax_bundle()
+    entry = Path(MATHJAX_SCRIPT).name
+
+    def other_entries(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if Path(folder) == bundle and n.endswith(".js") and n != entry]
+
+    shutil.copytree(bundle, target, ignore=other_entries, dirs_exist_ok=True)
+    return target
+
+
+def _copy_mathjax(app, exception) -> None:
+    if exception is None and app.builder.format == "html":
+        copy_mathjax(Path(app.outdir) / "_static" / Path(MATHJAX_SCRIPT).parent)
+
+
+def _script_key(script) -> tuple:
+    attributes = getattr(script, "attributes", {}) or {}
+    return str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items()))
+
+
+def _clean_page(app, pagename, templatename, context, doctree) -> None:
+    scripts = context.get("script_files")
+    if scripts is not None:
+        seen, unique = set(), []
+        for script in scripts:
+            if _script_key(script) not in seen:
+                seen.add(_script_key(script))
+                unique.append(script)
+        scripts[:] = unique
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+
+
+def setup(app) -> dict:
+    app.connect("config-inited", _use_local_mathjax, priority=900)
+    app.connect("html-page-context", _clean_page, priority=900)
+    app.connect("build-finished", _copy_mathjax)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,52 @@
+"""The book's Sphinx extension (MathJax from a package) and the execution-statistics reader."""
+
+import json
+
+from unlearnkit import bookext
+from unlearnkit.record import Recorder, execution_stats
+from unlearnkit.runtime import source_commit
+
+
+def test_mathjax_copy_holds_the_entry_script_and_its_components_only(tmp_path):
+    target = bookext.copy_mathjax(tmp_path / "mathjax" / "es5")
+    assert (tmp_path / bookext.MATHJAX_SCRIPT).is_file()
+    assert (target / "output" / "chtml").is_dir() and (target / "input" / "tex").is_dir()
+    assert not (target / "tex-svg.js").exists(), "other combined entry scripts are not copied"
+    assert sorted(p.name for p in target.glob("*.js")) == ["tex-mml-chtml.js"]
+
+
+class _Config:
+    mathjax_path = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+
+
+def test_the_build_points_mathjax_at_the_static_folder():
+    config = _Config()
+    bookext._use_local_mathjax(None, config)
+    assert config.mathjax_path == bookext.MATHJAX_SCRIPT and not config.mathjax_path.startswith("http")
+
+
+def test_duplicate_scripts_are_kept_once_and_the_theme_gets_a_mode():
+    from sphinx.builders.html._assets import _JavaScript
+
+    scripts = [_JavaScript(None, body="const A = 1"), _JavaScript("", body="const A = 1"), _JavaScript("x.js")]
+    context = {"script_files": scripts, "default_mode": ""}
+    bookext._clean_page(None, "page", "page.html", context, None)
+    assert [s.filename for s in context["script_files"]] == [None, "x.js"]
+    assert context["default_mode"] == "light"
+
+
+def test_results_carry_commit_and_finish_time_and_feed_the_execution_table(tmp_path):
+    rec = Recorder("03_mumis", profile="smoke", device="cpu", seed=0, results_path=tmp_path / "03_mumis.json",
+                   glue=False)
+    rec.models([{"cache_key": "a", "cache_hit": False}, {"cache_key": "b", "cache_hit": True},
+                {"cache_key": "c", "cache_hit": True}])
+    saved = rec.save()
+    assert saved["commit"] == source_commit() and saved["commit"] != ""
+    assert saved["finished"].endswith("+00:00")
+    (tmp_path / "notes.txt").write_text("not a results file")
+    table = execution_stats(tmp_path)
+    assert table.to_dict("records") == [{"chapter": "03_mumis", "profile": "smoke", "device": "cpu",
+                                         "wall_time_s": saved["wall_time_s"], "finished": saved["finished"],
+                                         "commit": saved["commit"], "models_trained": 1, "models_cached": 2}]
+    assert execution_stats(None).empty and list(execution_stats(None).columns) == list(table.columns)
+    assert json.loads((tmp_path / "03_mumis.json").read_text())["commit"] == saved["commit"]

@@ -1,0 +1,115 @@
+"""The smoke book in a real browser, offline: math typeset, figures loaded, no console error.
+
+Headless Chromium (Debian's ``chromium``, which ``.ci/run`` installs) driven by Playwright, every
+page opened from ``file://`` with the network off; a screenshot of each page is saved under
+``<html>/_screenshots/``. Skips, saying why, when Playwright or Chromium is missing.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.bookext import MATHJAX_SCRIPT
+
+pytestmark = pytest.mark.chapters
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_CHAPTERS = ("01_distributional", "02_dlfd", "03_mumis", "04_head-to-head")
+# the flags that keep Chromium from dialling out at start-up (.library/env: machines/python.md)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+PAGE_STATE = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const visible = document.querySelector('main') || document.body;
+  const clone = visible.cloneNode(true);
+  clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml').forEach(e => e.remove());
+  return {
+    mathjax: !!(window.MathJax && MathJax.startup),
+    mathNodes: document.querySelectorAll('.math').length,
+    untypeset: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length,
+    text: clone.innerText,
+    html: document.documentElement.outerHTML,
+    images: [...document.images].map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0})),
+    scorecard: !!document.querySelector('section#scorecard'),
+  };
+}"""
+
+
+def chromium_path() -> str | None:
+    found = os.environ.get("UNLEARNKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return found if found and Path(found).exists() else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make env installs it)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium on this machine: .ci/run installs Debian's chromium "
+                    "(or set UNLEARNKIT_CHROMIUM to a Chromium binary)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def book_pages(html: Path) -> list[Path]:
+    return [html / "intro.html", *sorted((html / "chapters").glob("*.html")), html / "bibliography.html"]
+
+
+def open_offline(browser, page_path: Path) -> tuple[dict, list[str], list[str]]:
+    """Open one page with the network off: (page state, console errors, blocked requests)."""
+    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+    blocked, errors = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                  else (blocked.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_path.as_uri(), wait_until="load")
+    state = page.evaluate(PAGE_STATE)
+    shots = page_path.parents[1 if page_path.parent.name == "chapters" else 0] / "_screenshots"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / f"{page_path.stem}.png"), full_page=True)
+    context.close()
+    return state, errors, blocked
+
+
+def test_mathjax_is_served_from_the_build_folder(smoke_book):
+    page = (smoke_book / "chapters" / "01_distributional.html").read_text()
+    assert MATHJAX_SCRIPT in page and "cdn.jsdelivr.net/npm/mathjax" not in page
+    assert (smoke_book / "_static" / MATHJAX_SCRIPT).is_file()
+
+
+def test_no_link_to_an_unconfigured_repository(smoke_book):
+    for page in book_pages(smoke_book):
+        html = page.read_text()
+        for marker in ("github.com/unlearnkit", "colab.research.google.com", "mybinder.org"):
+            assert marker not in html, f"{page.name} links to {marker}"
+
+
+def test_every_page_renders_offline(browser, smoke_book, smoke_runs):
+    run_folder = str(smoke_runs[0])
+    machine_paths = [p for p in (str(ROOT), run_folder, str(Path.home())) if len(p) > 1]
+    math_nodes = 0
+    for page_path in book_pages(smoke_book):
+        name = page_path.stem
+        state, errors, blocked = open_offline(browser, page_path)
+        math_nodes += state["mathNodes"]
+        assert not blocked, f"{name} requested the network: {blocked[:3]}"
+        assert not errors, f"{name} logged console errors: {errors[:3]}"
+        assert state["mathjax"], f"{name}: MathJax did not load"
+        assert state["untypeset"] == 0, f"{name}: {state['untypeset']} of {state['mathNodes']} math nodes not typeset"
+        for raw in ("\\(", "\\[", "$$"):
+            assert raw not in state["text"], f"{name} shows raw TeX {raw!r}"
+        broken = [img["src"] for img in state["images"] if not img["ok"]]
+        assert not broken, f"{name}: images failed to load: {broken}"
+        assert "{glue" not in state["text"], f"{name} has an unrendered glue reference"
+        for path in machine_paths:
+            assert path not in state["text"], f"{name} shows the machine path {path}"
+        if name in PAPER_CHAPTERS:
+            assert state["scorecard"], f"{name} has no scorecard section"
+    assert math_nodes > 0, "no page has math: the typesetting check proves nothing"
+    assert (smoke_book / "_screenshots" / "03_mumis.png").is_file()
