@@ -113,3 +113,18 @@ def test_every_page_renders_offline(browser, smoke_book, smoke_runs):
             assert state["scorecard"], f"{name} has no scorecard section"
     assert math_nodes > 0, "no page has math: the typesetting check proves nothing"
     assert (smoke_book / "_screenshots" / "03_mumis.png").is_file()
+
+
+def test_the_check_fails_when_mathjax_comes_from_the_cdn(browser, smoke_book):
+    """The offline check is not vacuous: the same page with MathJax from its CDN typesets nothing."""
+    page = smoke_book / "chapters" / "03_mumis.html"
+    probe = page.with_name("_cdn_probe.html")
+    probe.write_text(page.read_text().replace(f"../_static/{MATHJAX_SCRIPT}",
+                                              "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"))
+    try:
+        state, _, blocked = open_offline(browser, probe)
+    finally:
+        probe.unlink()
+        (smoke_book / "_screenshots" / "_cdn_probe.png").unlink(missing_ok=True)
+    assert any("cdn.jsdelivr.net" in url for url in blocked)
+    assert not state["mathjax"] and state["untypeset"] == state["mathNodes"] > 0

@@ -244,10 +244,16 @@ class Recorder:
         return row
 
     def scorecard_frame(self):
-        """The scorecard as a pandas DataFrame (for display in the chapter)."""
+        """The scorecard as a pandas DataFrame (one column per :data:`SCORE_FIELDS`)."""
         import pandas as pd
 
         return pd.DataFrame(self.results["scorecard"], columns=list(SCORE_FIELDS))
+
+    def scorecard_view(self):
+        """The scorecard for the page (:func:`scorecard_html`), as an IPython HTML display."""
+        from IPython.display import HTML
+
+        return HTML(scorecard_html(self.results["scorecard"]))
 
     def save(self) -> dict:
         """Stamp the wall time and write ``results.json`` atomically (if a path was given)."""
@@ -276,3 +282,46 @@ def execution_stats(folder: str | Path | None) -> "pd.DataFrame":
                      "models_trained": sum(not m.get("cache_hit") for m in models),
                      "models_cached": sum(bool(m.get("cache_hit")) for m in models)})
     return pd.DataFrame(rows, columns=columns)
+
+
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e",
+                   "no paper value": "#57606a"}
+
+
+def format_number(value: Any) -> str:
+    """A scorecard value for reading: ``–`` for none, yes/no, thousands separators, 3 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.2e}" if value != 0 and not 1e-3 <= abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+def scorecard_html(rows: list[dict]) -> str:
+    """An HTML table of scorecard rows: the full claim (and note), the paper's value, our mean with
+    its 95 % interval and ``n``, the verdict as a coloured badge, and where the claim is quoted from."""
+    import html
+
+    def ours(row: dict) -> str:
+        text = format_number(row["ours"])
+        if row.get("ci_low") is not None and row.get("ci_high") is not None:
+            text += f" [{format_number(row['ci_low'])}, {format_number(row['ci_high'])}]"
+        return text + (f" <small>n = {row['n']}</small>" if row.get("n") else "")
+
+    def badge(verdict: str) -> str:
+        colour = VERDICT_COLOURS.get(verdict, "#57606a")
+        return (f'<span style="background:{colour};color:#fff;border-radius:0.6em;padding:0.1em 0.55em;'
+                f'white-space:nowrap">{html.escape(verdict)}</span>')
+
+    body = []
+    for row in rows:
+        note = f'<br><small style="color:#57606a">{html.escape(str(row["note"]))}</small>' if row.get("note") else ""
+        body.append(f"<tr><td>{html.escape(str(row['claim']))}{note}</td>"
+                    f"<td>{html.escape(format_number(row['paper']))}</td><td>{ours(row)}</td>"
+                    f"<td>{badge(row['verdict'])}</td><td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Verdict", "Source"))
+    return (f'<table class="scorecard table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
