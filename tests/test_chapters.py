@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from unlearnkit import runner
+from unlearnkit import facts
 from unlearnkit.record import SCORE_FIELDS, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def test_chapter_smoke_results(smoke_runs, stem):
         assert row["ours"] is not None, f"{row['id']} has no measured value"
         assert row["n"] >= 1 and row["rule"], f"{row['id']} does not say what its verdict rests on"
         assert row["paper"] is None or row["arxiv"], f"{row['id']} quotes a value without its source"
+        assert facts.fact(row["fact"]), f"{row['id']} names no fact of unlearnkit.facts"
         if row["ci_low"] is not None:
             assert row["ci_low"] <= row["ours"] <= row["ci_high"] and row["n"] >= 2
     for model in results["models"]:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnkit import config, runtime
+from unlearnkit import config, facts, runtime
 from unlearnkit.data.core import RetainAccessError, Split, TensorSet
 from unlearnkit import record
-from unlearnkit.record import PAPERS, SCORE_FIELDS, VERDICTS, Recorder, interval_verdict, verdict
+from unlearnkit.record import SCORE_FIELDS, VERDICTS, Recorder, interval_verdict, verdict
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def test_verdicts(paper, ours, kwargs, expected):
     assert verdict(paper, ours, **kwargs) == expected
 
 
-ARXIV = PAPERS["cheng2024mumis"]
+FACT = "project.reference_point"  # a fact without a value: the rows give their own paper value
 NAN = math.nan
 
 
@@ -115,11 +115,11 @@ def test_recorder_writes_schema(tmp_path):
     rec = _recorder(path)
     rec.data_source("toy", "generated")
     rec.value("acc", torch.tensor(0.5))
-    rec.score("row", "a claim", 1.0, 1.05, tol=0.1, arxiv=ARXIV)
+    rec.score("row", "a claim", 1.0, 1.05, tol=0.1, fact=FACT)
     with pytest.raises(ValueError, match="glue name 'acc' is already used"):
         rec.value("acc", 1.0)
     with pytest.raises(ValueError, match="scorecard id 'row' recorded twice"):
-        rec.score("row", "again", 1, 1, arxiv=ARXIV)
+        rec.score("row", "again", 1, 1, fact=FACT)
     rec.models([{"role": "original", "cache_key": "k1", "test_accuracy": 0.8}])
     rec.config("toy", Toy())
     assert rec.save()["wall_time_s"] >= 0
@@ -128,7 +128,7 @@ def test_recorder_writes_schema(tmp_path):
     assert saved["scorecard"][0]["verdict"] == "reproduced" and saved["wall_time_s"] >= 0
     assert set(saved["scorecard"][0]) == set(SCORE_FIELDS)
     assert set(SCORE_FIELDS) == {"id", "claim", "paper", "ours", "verdict", "note", "n", "ci_low", "ci_high",
-                                 "rule", "arxiv"}
+                                 "rule", "fact", "arxiv"}
     assert all(r["verdict"] in VERDICTS for r in saved["scorecard"])
     assert saved["models"] == [{"role": "original", "cache_key": "k1", "test_accuracy": 0.8}]
     assert saved["config"] == {"toy": {"epochs": 1, "lr": 0.1, "name": "a"}}
@@ -205,48 +205,65 @@ T_975_2 = 4.302652729911275  # Student t quantile, 0.975, 2 degrees of freedom
 
 def test_score_with_values_stores_the_mean_and_its_t_interval():
     rec = _recorder()
-    row = rec.score("gap", "a gap", 0.6, values=[0.5, 0.6, 0.7], tol=0.05, arxiv=ARXIV)
+    row = rec.score("gap", "a gap", 0.6, values=[0.5, 0.6, 0.7], tol=0.05, fact=FACT)
     half = T_975_2 * 0.1 / math.sqrt(3)
     assert row["n"] == 3 and row["ours"] == pytest.approx(0.6)
     assert row["ci_low"] == pytest.approx(0.6 - half) and row["ci_high"] == pytest.approx(0.6 + half)
-    assert row["verdict"] == "reproduced" and row["arxiv"] == ARXIV
+    assert row["verdict"] == "reproduced" and row["arxiv"] == facts.fact(FACT).citation
     assert row["rule"] == "95% t-interval over 3 seeds vs p ± 0.05"
     # the interval [0.35, 0.85] is too wide to lie in the band and misses p = 0.95
-    far = rec.score("far", "far", 0.95, values=[0.5, 0.6, 0.7], tol=0.05, partly_tol=0.2, arxiv=ARXIV)
+    far = rec.score("far", "far", 0.95, values=[0.5, 0.6, 0.7], tol=0.05, partly_tol=0.2, fact=FACT)
     assert far["verdict"] == "partly"
     # values may come as numpy scalars or tensors; NaNs (failed seeds) are dropped
-    odd = rec.score("odd", "odd", 0.6, values=[np.float64(0.5), torch.tensor(0.7), float("nan")], arxiv=ARXIV)
+    odd = rec.score("odd", "odd", 0.6, values=[np.float64(0.5), torch.tensor(0.7), float("nan")], fact=FACT)
     assert odd["n"] == 2 and odd["ours"] == pytest.approx(0.6) and odd["verdict"] == "reproduced"
     assert list(rec.scorecard_frame().columns) == list(SCORE_FIELDS)
 
 
 def test_score_with_one_seed_falls_back_to_the_point_verdict():
     rec = _recorder()
-    row = rec.score("one", "one seed", 0.5, values=[0.58], tol=0.05, partly_tol=0.1, arxiv=ARXIV)
+    row = rec.score("one", "one seed", 0.5, values=[0.58], tol=0.05, partly_tol=0.1, fact=FACT)
     assert row["n"] == 1 and row["ours"] == pytest.approx(0.58)
     assert row["ci_low"] is None and row["ci_high"] is None  # NaN stored as JSON null
     assert row["verdict"] == "partly" and row["rule"] == "single value (n = 1) vs p ± 0.05, partly p ± 0.1"
-    plain = rec.score("plain", "a derived number", 0.5, 0.52, n=3, tol=0.05, arxiv=ARXIV)
+    plain = rec.score("plain", "a derived number", 0.5, 0.52, n=3, tol=0.05, fact=FACT)
     assert plain["n"] == 3 and plain["verdict"] == "reproduced" and plain["ci_low"] is None
-    flag = rec.score("flag", "a yes/no claim", True, True, n=3, arxiv=ARXIV)
+    flag = rec.score("flag", "a yes/no claim", True, True, n=3, fact=FACT)
     assert flag["verdict"] == "reproduced" and flag["rule"] == "exact match"
-    computed = rec.score("ratio", "a ratio", 10.0, 3.0, arxiv=ARXIV, verdict_override="partly", note="ratio ≥ 2")
+    computed = rec.score("ratio", "a ratio", 10.0, 3.0, fact=FACT, verdict_override="partly", note="ratio ≥ 2")
     assert computed["verdict"] == "partly" and computed["rule"] == "computed: ratio ≥ 2"
     with pytest.raises(ValueError, match="verdict 'maybe' not one of"):
-        rec.score("bad", "bad", 1.0, 1.0, arxiv=ARXIV, verdict_override="maybe")
+        rec.score("bad", "bad", 1.0, 1.0, fact=FACT, verdict_override="maybe")
 
 
-def test_score_requires_the_source_of_a_paper_value():
+def test_score_quotes_its_fact_and_refuses_an_unknown_one():
     rec = _recorder()
-    with pytest.raises(ValueError, match=r"scorecard row 'nosource' quotes a paper value; name its source"):
-        rec.score("nosource", "a claim", 0.5, 0.5, arxiv=None)
-    with pytest.raises(ValueError, match="'empty'"):
-        rec.score("empty", "a claim", 0.5, 0.5, arxiv="")
-    with pytest.raises(TypeError, match="arxiv"):
-        rec.score("missing", "a claim", 0.5, 0.5)  # arxiv= must be given, even as None
-    ours = rec.score("ours", "our own number", None, 0.5, arxiv=None)
+    quoted = rec.score("gap", "MU-Mis's Avg. Gap on CIFAR-10 random 10%", values=[1.0, 2.0],
+                       fact="mumis.random_subset.cifar10.mumis_gap", tol=1.0)
+    assert quoted["paper"] == facts.value("mumis.random_subset.cifar10.mumis_gap") == 1.64
+    assert quoted["fact"] == "mumis.random_subset.cifar10.mumis_gap"
+    assert quoted["arxiv"] == "arXiv:2402.15109v3, random-subset results (CIFAR-10, 10%, ResNet-18)"
+    computed = rec.score("ratio", "a quantity computed from facts", 2.0, 2.0, fact="mumis.table1.cifar100.speedup")
+    assert computed["paper"] == 2.0 and computed["arxiv"].startswith("arXiv:2402.15109v3")
+    with pytest.raises(KeyError, match=r"unknown fact id 'mumis.tabel1'; known ids starting with 'mumis'"):
+        rec.score("typo", "a claim", 0.5, 0.5, fact="mumis.tabel1")
+    with pytest.raises(TypeError, match="fact"):
+        rec.score("missing", "a claim", 0.5, 0.5)  # fact= must be given
+    ours = rec.score("ours", "our own number", None, 0.5, fact="mumis.abstract.beats_sota")
     assert ours["verdict"] == "no paper value" and ours["arxiv"] is None
-    assert [r["id"] for r in rec.results["scorecard"]] == ["ours"]  # the refused rows left nothing behind
+    assert [r["id"] for r in rec.results["scorecard"]] == ["gap", "ratio", "ours"]  # refused rows left nothing
+
+
+def test_facts_file_is_well_formed():
+    table = facts.all_facts()
+    assert len(table) > 50 and all(f.id == key for key, f in table.items())
+    assert {f.paper for f in table.values()} == {"allouah2025distributional", "choi2025dlfd", "cheng2024mumis",
+                                                 "project"}
+    speedup = facts.value("mumis.table1.cifar100.retrain_seconds") / facts.value("mumis.table1.cifar100.mumis_seconds")
+    assert facts.value("mumis.table1.cifar100.speedup") == pytest.approx(speedup, abs=0.01)
+    assert facts.value("dlfd.claim.ot_term") is None and facts.value("dlfd.claim.beats_baselines") is True
+    assert not facts.fact("dlfd.seed.nomus_097").verified and facts.fact("allouah.table2.sms.random").verified
+    assert isinstance(facts.value("allouah.table2.sms.random"), int)
 
 
 def test_models_are_listed_once_per_cache_key():

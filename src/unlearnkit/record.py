@@ -11,7 +11,7 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
                   "test_accuracy"}, ...],  # every trained model used (test accuracy a fraction)
       "config": {...},                 # the resolved settings of every task and method that ran
       "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note",
-                     "n", "ci_low", "ci_high", "rule", "arxiv"}, ...],
+                     "n", "ci_low", "ci_high", "rule", "fact", "arxiv"}, ...],
       "wall_time_s": 12.3,              # first Recorder call to save
       "finished": "2026-12-01T10:00:00+00:00", "commit": "4c52bba" (``+dirty``: uncommitted edits),
       "tables": {"name": [{column: value}, ...]}
@@ -32,14 +32,10 @@ from .runtime import atomic_write_text, source_commit
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value")
 
-PAPERS = {"allouah2025distributional": "arXiv:2507.15112v4",
-          "choi2025dlfd": "arXiv:2409.14747 (version not recorded)",
-          "cheng2024mumis": "arXiv:2402.15109v3"}
-"""The arXiv version each paper's claims are quoted from (bib key → identifier). Paper 1's
-headline changed between v1 and v4; its Table 2 rows follow v4. The DLFD numbers come from the
-official notebooks' outputs, so its rows name the code where they quote it."""
+FROM_FACT = object()
+"""``Recorder.score``'s default ``paper``: the value of the row's fact."""
 
-SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "arxiv", "note")
+SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "fact", "arxiv", "note")
 
 VERDICT_RULE = ("A scorecard row compares the paper's value p with our mean over n independent seeds "
                 "and its 95% Student-t interval [lo, hi]. Reproduced: p lies inside [lo, hi], or the "
@@ -209,24 +205,28 @@ class Recorder:
         if self.glue_enabled:
             _glue(name, frame, display=display)
 
-    def score(self, id: str, claim: str, paper: Any, ours: Any = None, *, arxiv: str | None,
-              values=None, n: int | None = None, note: str = "", tol: float = 0.0,
-              partly_tol: float | None = None, relative: bool = False, at_least: bool = False,
-              at_most: bool = False, verdict_override: str | None = None) -> dict:
+    def score(self, id: str, claim: str, paper: Any = FROM_FACT, ours: Any = None, *, fact: str,
+              arxiv: str | None = None, values=None, n: int | None = None, note: str = "",
+              tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
+              at_least: bool = False, at_most: bool = False, verdict_override: str | None = None) -> dict:
         """Add a scorecard row; its verdict follows :data:`VERDICT_RULE`.
 
+        fact: the id of the quoted number in :mod:`unlearnkit.facts` (an unknown id raises); it
+        gives the row's paper value and source, unless ``paper`` (a quantity computed from
+        facts, or None for a row without a paper value) or ``arxiv`` replace them.
         values: our per-seed values (``ours`` becomes their mean, with a 95 % t-interval); or
         ``ours`` alone (one value, no interval; ``n`` says how many seeds a yes/no claim or a
-        derived number rests on). arxiv: where the claim is quoted from (:data:`PAPERS`), None
-        only for rows without a paper value. ``verdict_override`` is for verdicts computed
-        elsewhere (one of :data:`VERDICTS`).
+        derived number rests on).
+        ``verdict_override`` is for verdicts computed elsewhere (one of :data:`VERDICTS`).
         """
+        from .facts import fact as get_fact
         from .metrics import t_interval
 
         if verdict_override is not None and verdict_override not in VERDICTS:
             raise ValueError(f"verdict {verdict_override!r} not one of {VERDICTS}")
-        if paper is not None and not arxiv:
-            raise ValueError(f"scorecard row {id!r} quotes a paper value; name its source (arxiv=, see PAPERS)")
+        quoted = get_fact(fact)
+        paper = quoted.value if paper is FROM_FACT else paper
+        arxiv = arxiv or (quoted.citation if paper is not None else None)
         if values is not None:
             count, ours, low, high = t_interval(_jsonable(list(values)))
         else:
@@ -237,7 +237,7 @@ class Recorder:
                "verdict": verdict_override or interval_verdict(paper, ours, low, high, **bands),
                "note": note, "n": count, "ci_low": _jsonable(low), "ci_high": _jsonable(high),
                "rule": "computed: " + note if verdict_override else rule_text(n=count, exact=exact, **bands),
-               "arxiv": arxiv}
+               "fact": fact, "arxiv": arxiv}
         if any(r["id"] == id for r in self.results["scorecard"]):
             raise ValueError(f"scorecard id {id!r} recorded twice")
         self.results["scorecard"].append(row)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .. import theory
+from .. import facts, theory
 from ..config import build_config, check_choice, check_profile, check_range
 from ..metrics import best_of
 from ..runtime import generator, single_threaded
@@ -328,10 +328,10 @@ def savings(random_budget: float, selective_budget: float) -> dict:
     return {"vs_full": 1 - selective_budget, "vs_random": 1 - selective_budget / random_budget}
 
 
-PAPER_TABLE2: dict[str, tuple[float, float]] = {
-    "gauss_low": (65.0, 18.0), "gauss_high": (65.0, 50.0), "sms": (90.0, 75.0),
-    "toxic": (100.0, 85.0), "cifar_cat": (80.0, 50.0)}
-"""FACTS.md §1, Table 2 [paper]: (random, selective) deletion budget, % of S1, to halve the metric."""
+def paper_table2(task: str) -> tuple[float, float]:
+    """Table 2 of the paper (:mod:`unlearnkit.facts`): (random, selective) deletion budget, % of
+    S1, to halve the metric of ``task`` (``gauss_low``, ``gauss_high``, ``sms``, ``toxic``, ``cifar_cat``)."""
+    return tuple(float(facts.value(f"allouah.table2.{task}.{kind}")) for kind in ("random", "selective"))
 
 
 def table2_row(task: str, curves: pd.DataFrame, metric: str) -> dict:
@@ -342,7 +342,7 @@ def table2_row(task: str, curves: pd.DataFrame, metric: str) -> dict:
     per_seed = halving_per_seed(curves, metric)
     best, selective = best_selective(table)
     random_budget = float(table.loc["RANDOM", "mean"])
-    paper_random, paper_selective = PAPER_TABLE2[task]
+    paper_random, paper_selective = paper_table2(task)
     ours, paper = savings(random_budget, selective), savings(paper_random / 100, paper_selective / 100)
     return {"task": task, "paper_random": paper_random, "paper_selective": paper_selective,
             "random": 100 * random_budget, "random_sd": 100 * float(table.loc["RANDOM", "std"]),

@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from .. import facts
 from ..config import as_dict, build_config, check_choice, check_profile, check_range
 from ..data.core import Split, TensorSet
 from ..data.faces import MUFAC_FOLDER, RAF_FOLDER, load_mufac, load_rafdb, mufac_split, rafdb_split
@@ -51,16 +52,16 @@ COLLAPSE_METHODS = ("original", "retrain", "finetune", "neggrad", "random_labels
 ABLATIONS = {"dlfd_no_ot": ("dlfd", {"forget_weight": 0.0}, "DLFD, w_f = 0")}
 """Extra runs: the intended DLFD (its tuned pick) without its OT term isolates what that term contributes."""
 
-# The official emotion (RAF-DB) notebook's outputs, FACTS.md §2: test accuracy / MIA / NoMUS.
-OFFICIAL_EMOTION = {"original": (0.750, 0.674, 0.701), "retrain": (0.719, 0.520, 0.840),
-                    "finetune": (0.752, 0.683, 0.693), "neggrad": (0.732, 0.647, 0.720),
-                    "unsir": (0.622, 0.520, 0.791), "bad_teacher": (0.515, 0.521, 0.737),
-                    "scrub": (0.751, 0.638, 0.738), "dlfd_released": (0.661, 0.547, 0.784)}
-OFFICIAL_AGE = {"original": (0.633, 0.692, 0.624), "retrain": (0.608, 0.555, 0.749),
-                "finetune": (0.638, 0.688, 0.630), "neggrad": (0.412, 0.475, 0.681),
-                "unsir": (0.491, 0.531, 0.714), "bad_teacher": (0.420, 0.563, 0.647),
-                "scrub": (0.646, 0.664, 0.659), "dlfd_released": (0.620, 0.528, 0.782)}
-OFFICIAL_SOURCE = "github:Dasol-Choi/DLFD notebooks' printed outputs (FACTS.md §2), not the paper's text"
+OFFICIAL_METHODS = ("original", "retrain", "finetune", "neggrad", "unsir", "bad_teacher", "scrub", "dlfd_released")
+"""The rows of the official notebooks' printed tables (:mod:`unlearnkit.facts`, ``dlfd.notebook.*``)."""
+
+
+def official_nomus(dataset: str) -> dict[str, float]:
+    """NoMUS per method printed by the official ``emotion`` (RAF-DB) or ``age`` (MUFAC) notebook."""
+    check_choice("dataset", dataset, ("emotion", "age"))
+    return {m: facts.value(f"dlfd.notebook.{dataset}.{m}.nomus") for m in OFFICIAL_METHODS}
+
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

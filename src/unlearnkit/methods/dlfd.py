@@ -63,7 +63,8 @@ from .base import (MethodConfig, RunContext, endless_batches, epoch_batches, par
 
 OT_SPACES = ("logits", "features")
 
-# The official notebooks' settings (FACTS.md §2), with thresholds in FS units and η in pixels.
+# The official notebooks' settings (DLFD's released MUFAC and RAF-DB notebooks), with thresholds in
+# FS units and η in pixels.
 PAPER_SETTINGS = {
     "mufac": dict(lr=0.008, batch_size=32, forget_weight=3.0, lambda_start=0.0, lambda_end=1.0,
                   perturbation_steps=15, step_size=0.4 * 0.226, forget_threshold=0.30, selection_cap=0.18),
