@@ -55,6 +55,20 @@ def guarded(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- case builders
 
 
+def broken_plugin(folder: Path) -> Path:
+    path = folder / "broken_method.py"
+    path.write_text("1 / 0\n")
+    return path
+
+
+def taken_name_plugin(folder: Path) -> Path:
+    path = folder / "taken_name.py"
+    path.write_text("from unlearnkit.methods import SGDConfig, register\n\n"
+                    "@register('finetune', config=SGDConfig, needs_retain=True, reference='x', idea='x')\n"
+                    "def run(model, split, cfg, ctx):\n    return model\n")
+    return path
+
+
 def run(chapter, profile="smoke", **overrides):
     """A runner case: ``run_chapter`` on a real chapter, writing to the case's output folder."""
     def case(f):
@@ -255,6 +269,44 @@ CASES = [
     pytest.param(mufac_image_missing, FileNotFoundError,
                  r"1 listed image file\(s\) are missing, e.g. .*train_images/F0001_D_a1\.jpg",
                  id="mufac-image-missing"),
+    # the researcher's parameters of chapters 2-4 (checked before the kernel, plugins imported first)
+    pytest.param(run("head-to-head", methods=["finetune", "fine_tune"]), ValueError,
+                 r"unknown unlearning method 'fine_tune'; known: .*finetune", id="runner-unknown-method"),
+    pytest.param(run("mumis", methods="finetune"), TypeError,
+                 r"parameter methods='finetune' has type str; expected list", id="runner-methods-not-a-list"),
+    pytest.param(run("head-to-head", method_overrides={"mumis": {"deltaa": 1.5}}), ValueError,
+                 r"method_overrides\['mumis'\]: unknown parameter\(s\) \['deltaa'\] for MuMisConfig; allowed: .*'delta'",
+                 id="runner-unknown-hyperparameter"),
+    pytest.param(run("dlfd", method_overrides={"dlfd": {"lr": -0.1}}), ValueError,
+                 r"method_overrides\['dlfd'\]: lr=-0.1 is out of range; allowed: \(0, inf\)",
+                 id="runner-hyperparameter-out-of-range"),
+    pytest.param(run("head-to-head", method_overrides={"salun": 0.1}), TypeError,
+                 r"method_overrides\['salun'\] must be a dict of hyperparameters; got 0.1",
+                 id="runner-override-not-a-dict"),
+    pytest.param(run("mumis", method_overrides={"mumiss": {"lr": 0.1}}), ValueError,
+                 r"unknown unlearning method 'mumiss'", id="runner-override-unknown-method"),
+    pytest.param(run("mumis", n_seeds=0), ValueError, r"n_seeds=0 is out of range; allowed: \[1, inf\)",
+                 id="runner-zero-seeds"),
+    pytest.param(run("dlfd", n_seeds=2.5), TypeError, r"n_seeds must be an int >= 1 or None", id="runner-float-seeds"),
+    pytest.param(run("mumis", forget_fraction=1.5), ValueError,
+                 r"forget_fraction=1.5 is out of range; allowed: \(0, 1\)", id="runner-forget-fraction"),
+    pytest.param(run("dlfd", forget_subject_fraction=0.0), ValueError,
+                 r"forget_subject_fraction=0.0 is out of range; allowed: \(0, 1\)", id="runner-subject-fraction"),
+    pytest.param(run("head-to-head", forget_class=["cat"]), TypeError,
+                 r"forget_class must be a class name or index; got \['cat'\]", id="runner-forget-class-type"),
+    pytest.param(run("head-to-head", pool_size=5), ValueError, r"pool_size=5 is out of range; allowed: \[10, inf\)",
+                 id="runner-pool-size"),
+    pytest.param(run("head-to-head", plugins=["/nonexistent/my_method.py"]), FileNotFoundError,
+                 r"plugin '/nonexistent/my_method.py' is not a .py file .*allowed: paths of Python files",
+                 id="runner-missing-plugin"),
+    pytest.param(lambda f: runner.run_chapter("head-to-head", profile="smoke", out=f["out"],
+                                              overrides={"plugins": [str(broken_plugin(f["data"]))]}),
+                 ImportError, r"plugin '.*broken_method.py' failed to import: ZeroDivisionError",
+                 id="runner-plugin-fails-to-import"),
+    pytest.param(lambda f: runner.run_chapter("head-to-head", profile="smoke", out=f["out"],
+                                              overrides={"plugins": [str(taken_name_plugin(f["data"]))]}),
+                 ImportError, r"failed to import: ValueError: method 'finetune' is already registered",
+                 id="runner-plugin-takes-a-name"),
     # unwritable output
     pytest.param(run_into_file, PermissionError,
                  r"output folder .*blocker/run/chapters is not writable \(.*\); allowed: a writable folder \(out=",

@@ -14,6 +14,7 @@ import pytest
 
 from unlearnkit import runner
 from unlearnkit import facts
+from unlearnkit.experiments import tasks
 from unlearnkit.record import SCORE_FIELDS, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +97,22 @@ def test_book_page_has_no_errors_or_unrendered_glue(smoke_book, stem):
         assert marker not in page, f"{stem} shows an error output ({marker!r})"
     assert not re.search(r"\{glue(:\w+)?\}`", page), "a glue reference was not rendered"
     assert "scorecard" in page.lower(), "every chapter ends with its scorecard"
+
+
+@pytest.mark.chapters
+def test_head_to_head_runs_a_plugin_method_with_the_researchers_parameters(tmp_path, monkeypatch):
+    """Bring your own method: a plugin file, a method list, one seed and a learning rate of FT."""
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    overrides = {"plugins": [str(ROOT / "examples" / "max_entropy.py")], "methods": ["max_entropy", "finetune"],
+                 "n_seeds": 1, "method_overrides": {"finetune": {"lr": 0.02}}}
+    result = runner.run_chapter("04_head-to-head", profile="smoke", out=tmp_path / "out", overrides=overrides)
+    results = json.loads(result.results.read_text())
+    runs = results["tables"]["ch4-runs"]
+    assert {r["method"] for r in runs} == {"original", "retrain", "max_entropy", "finetune", "mumis", "dlfd"}
+    assert {r["seed"] for r in runs} == {0} and results["config"]["protocol"]["seeds"] == 1
+    ft_rates = sorted({json.loads(r["settings"])["lr"] for r in runs if r["method"] == "finetune" and r["pick"] == "grid"})
+    factors = tasks.protocol("smoke").grid.lr_factors
+    assert ft_rates == sorted(float(f"{0.02 * f:.6g}") for f in factors), "the grid scales the given learning rate"
+    assert results["config"]["method_overrides"] == {"finetune": {"lr": 0.02}}
+    assert results["config"]["plugin_methods"] == ["max_entropy"]
+    assert "max_entropy" in {r["method"] for r in results["tables"]["ch4-picks"]}, "the plugin was tuned like the rest"

@@ -137,8 +137,32 @@ def _check_scorer(name: str, value: str, chapter_dir: Path) -> None:
     check_choice(name, value, SCORERS)
 
 
+def _check_option(function: str):
+    """A check from :mod:`unlearnkit.experiments.options` (imported on use: it imports torch)."""
+    def check(name: str, value, chapter_dir: Path) -> None:
+        from .experiments import options
+
+        getattr(options, function)(value)
+    return check
+
+
+def _check_scenario_knob(name: str, value, chapter_dir: Path) -> None:
+    from .experiments import options
+
+    options.check_scenario_knobs(**{name: value})
+
+
 # Value checks of chapter parameters, by name or by ``*_suffix``; None marks a parameter left free.
+# ``plugins`` is checked (imported) first, so that ``methods`` may name the methods it registers.
 PARAMETER_CHECKS = {
+    "plugins": _check_option("load_plugins"),
+    "methods": _check_option("check_method_list"),
+    "method_overrides": _check_option("check_method_overrides"),
+    "n_seeds": _check_option("check_n_seeds"),
+    "forget_class": _check_scenario_knob,
+    "forget_fraction": _check_scenario_knob,
+    "forget_subject_fraction": _check_scenario_knob,
+    "pool_size": _check_scenario_knob,
     "device": _check_device,
     "seed": lambda name, value, _: check_range(name, value, 0),
     "data_root": _check_data_root,
@@ -167,7 +191,9 @@ def check_parameter_values(defaults: dict[str, Any], overrides: dict[str, Any], 
     if fixed:
         raise ValueError(f"parameter(s) {fixed} are set by the runner (profile=/--profile, out=/--out); "
                          f"allowed overrides: {sorted(set(defaults) - set(RUNNER_SET))}")
-    for name, value in {**defaults, **overrides}.items():
+    values = {**defaults, **overrides}
+    for name in sorted(values, key=lambda n: n != "plugins"):
+        value = values[name]
         if value is None and defaults[name] is not None:
             raise TypeError(f"parameter {name}=None; expected {type(defaults[name]).__name__} "
                             f"like the default {defaults[name]!r}")
@@ -292,6 +318,9 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
     nb = read_notebook(path)
     defaults = notebook_parameters(nb)
     overrides = dict(overrides or {})
+    if isinstance(overrides.get("plugins"), list):  # the kernel runs in chapters/: make the paths absolute
+        overrides["plugins"] = [str(Path(p).expanduser().resolve()) if isinstance(p, str) else p
+                                for p in overrides["plugins"]]
     check_overrides(defaults, overrides)
     check_parameter_values(defaults, overrides, path.parent)
     out = Path(out or root / "_build" / "runs" / profile).resolve()

@@ -56,10 +56,21 @@ OFFICIAL_METHODS = ("original", "retrain", "finetune", "neggrad", "unsir", "bad_
 """The rows of the official notebooks' printed tables (:mod:`unlearnkit.facts`, ``dlfd.notebook.*``)."""
 
 
+OFFICIAL_METRICS = {"test_accuracy": "TA", "mia": "MIA", "nomus": "NoMUS"}
+
+
 def official_nomus(dataset: str) -> dict[str, float]:
     """NoMUS per method printed by the official ``emotion`` (RAF-DB) or ``age`` (MUFAC) notebook."""
     check_choice("dataset", dataset, ("emotion", "age"))
     return {m: facts.value(f"dlfd.notebook.{dataset}.{m}.nomus") for m in OFFICIAL_METHODS}
+
+
+def official_table() -> pd.DataFrame:
+    """Both official notebooks' printed tables: one row per method, columns ``emotion TA`` …
+    ``age NoMUS`` (fractions), from :mod:`unlearnkit.facts`."""
+    return pd.DataFrame({f"{dataset} {short}": {m: facts.value(f"dlfd.notebook.{dataset}.{m}.{metric}")
+                                                for m in OFFICIAL_METHODS}
+                         for dataset in ("emotion", "age") for metric, short in OFFICIAL_METRICS.items()})
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -175,13 +186,14 @@ def _released_face_problem(cfg: Ch2Config, seed: int, *, device, root, progress:
                    recipe.epochs, models, problem_key)
 
 
-def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool = False) -> Problem:
+def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool = False,
+                 knobs: dict | None = None) -> Problem:
     """Identity forgetting on faces: the book's problem (forget every image of 15 % of the
-    subjects), or DLFD's released split of MUFAC / RAF-DB. On the released splits Retrain's
-    time is its stored training time."""
+    subjects; ``knobs``: :data:`.tasks.SCENARIO_KNOBS`), or DLFD's released split of MUFAC /
+    RAF-DB, which takes no knobs. On the released splits Retrain's time is its stored training time."""
     if cfg.face_source in ("mufac", "rafdb"):
         return _released_face_problem(cfg, seed, device=device, root=root, progress=progress)
-    return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress)
+    return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
 
 
 # ---------------------------------------------------------------------------- measurements

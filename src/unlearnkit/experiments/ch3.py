@@ -339,10 +339,12 @@ def superclass_original(task: ImageTask, split: Split, *, seed: int, device,
                         device=device)
 
 
-def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False) -> Problem:
-    """The book's problem ``key`` at ``seed``, or CIFAR-20 sub-class forgetting ("rocket") at ``paper``."""
+def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False,
+                    knobs: dict | None = None) -> Problem:
+    """The book's problem ``key`` at ``seed`` (``knobs``: :data:`.tasks.SCENARIO_KNOBS`), or
+    CIFAR-20 sub-class forgetting ("rocket") at ``paper``, which takes no knobs."""
     if key != "sub_class":
-        return book_problem(key, profile, seed=seed, device=device, root=root, progress=progress)
+        return book_problem(key, profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
     task = _cifar20_task()
     split = task.split("sub_class", seed=seed, root=root, subclass="rocket")
     original, info_o = superclass_original(task, split, seed=seed, device=device, progress=progress)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from ..metrics import accuracy, avg_gap
 from ..selection import SCORERS, removal_mask, score
 from ..train import penultimate_features
 from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
+from .options import chapter_methods
 from .tasks import SCENARIOS, book_problem
 
 TASK_LABELS = {"full_class": "CIFAR-10 full class", "random_subset": "CIFAR-10 random 10%",
@@ -102,12 +104,14 @@ set (the RANDOM scorer, the paper's baseline); at ``cpu`` only MU-Mis, whose run
 
 
 def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget: float = 0.5,
-                   guide_slack: float = 0.01, **overrides) -> Ch4Config:
+                   guide_slack: float = 0.01, methods: Sequence[str] = (), **overrides) -> Ch4Config:
     """The validated chapter-4 config of ``profile``.
 
     combo_scorer: chapter 1's scorer choosing the front end's part of the forget set (the
     RANDOM scorer runs beside it as the control where the profile asks for it); combo_budget:
-    the fraction of the forget set handed on; guide_slack: see :class:`Ch4Config`.
+    the fraction of the forget set handed on; guide_slack: see :class:`Ch4Config`. methods: the
+    methods to rank (empty: the profile's, every registered method above ``smoke``); Retrain and
+    the front-end and variance-study methods run either way (:func:`.options.chapter_methods`).
     ``overrides`` replace fields by name (``methods``, ...); unknown names, wrong types and
     out-of-range values raise before any work.
     """
@@ -117,7 +121,8 @@ def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget:
     control = ("RANDOM",) if values["combo_control_methods"] and combo_scorer != "RANDOM" else ()
     values.update(profile=profile, problems=tuple(SCENARIOS), combo_scorers=(combo_scorer, *control),
                   combo_budget=combo_budget, guide_slack=guide_slack,
-                  methods=SMOKE_METHODS if profile == "smoke" else available_methods())
+                  methods=chapter_methods(("retrain", *values["combo_methods"], *values["variance_methods"]),
+                                          SMOKE_METHODS if profile == "smoke" else available_methods(), methods))
     values.update(overrides)
     return build_config(Ch4Config, values)
 
@@ -197,16 +202,17 @@ def combination_summary(table: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- variance study
 
 def variance_runs(cfg: Ch4Config, picks: dict[str, dict], *, device, root=None, retain_eval: int | None,
-                  levels: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
+                  levels: tuple[int, ...] = (0, 1), knobs: dict | None = None) -> pd.DataFrame:
     """Every method of ``cfg.variance_methods`` (its tuned pick on the random subset) at every
     combination of original seed, forget draw and method seed in ``levels`` (2×2×2 runs each,
     cached like every run). Rows: method, original_seed, forget_seed, method_seed, FA, TA,
-    avg_gap (to the retrained model of the forget draw)."""
+    avg_gap (to the retrained model of the forget draw). ``knobs``: the chapter's problem knobs
+    (:data:`.tasks.SCENARIO_KNOBS`)."""
     rows = []
     for original_seed in levels:
         for forget_seed in levels:
             problem = book_problem("random_subset", cfg.profile, seed=forget_seed, original_seed=original_seed,
-                                   device=device, root=root)
+                                   device=device, root=root, knobs=knobs)
             reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
             for name in cfg.variance_methods:
                 for method_seed in levels:

@@ -114,9 +114,11 @@ PROTOCOL = {
 }
 
 
-def protocol(profile: str) -> Protocol:
-    """The comparison protocol at ``profile`` (seeds, evaluation sample, tuning grid)."""
-    return PROTOCOL[check_profile(profile)]
+def protocol(profile: str, *, n_seeds: int | None = None) -> Protocol:
+    """The comparison protocol at ``profile`` (seeds, evaluation sample, tuning grid);
+    ``n_seeds`` replaces its number of seeds (None: the profile's)."""
+    prot = PROTOCOL[check_profile(profile)]
+    return prot if n_seeds is None else replace(prot, seeds=n_seeds)
 
 
 SCENARIOS = {
@@ -249,13 +251,26 @@ def make_problem(task: ImageTask, scenario: str, *, seed: int, device, root=None
                    retrain_epochs=task.train.epochs, models=models, key=key, original_seed=original_seed)
 
 
+SCENARIO_KNOBS = ("forget_class", "forget_fraction", "forget_subject_fraction", "pool_size")
+"""What a researcher may change in the book's problems (chapter parameters of the same names):
+each of the first three replaces the split argument of the scenarios that have it, ``pool_size``
+caps the CIFAR-10 training pool (a new original per seed)."""
+
+
 def book_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False,
-                 original_seed: int | None = None) -> Problem:
-    """The book's problem ``key`` (:data:`SCENARIOS`) at ``profile`` and ``seed`` (:func:`make_problem`)."""
+                 original_seed: int | None = None, knobs: dict | None = None) -> Problem:
+    """The book's problem ``key`` (:data:`SCENARIOS`) at ``profile`` and ``seed`` (:func:`make_problem`);
+    ``knobs`` (names of :data:`SCENARIO_KNOBS`) change the scenario or the pool."""
     check_choice("problem", key, tuple(SCENARIOS))
+    knobs = dict(knobs or {})
+    for name in knobs:
+        check_choice("scenario knob", name, SCENARIO_KNOBS)
     task_name, scenario, kwargs = SCENARIOS[key]
     task = cifar10_task(profile) if task_name == "cifar10" else face_task(profile)
     if profile == "smoke" and "forget_class" in kwargs:
         kwargs = {"forget_class": 0}
+    kwargs = {k: knobs.get(k, v) for k, v in kwargs.items()}
+    if task_name == "cifar10" and knobs.get("pool_size") is not None:
+        task = replace(task, max_train=knobs["pool_size"])
     return make_problem(task, scenario, seed=seed, device=device, root=root, progress=progress,
                         original_seed=original_seed, **kwargs)

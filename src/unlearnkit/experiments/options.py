@@ -1,0 +1,125 @@
+"""The knobs a researcher turns from papermill: which methods, how many seeds, which settings,
+which forgetting problem, how large a pool, and methods of their own (plugins).
+
+Chapters 2–4 declare these as parameters; :mod:`unlearnkit.runner` checks them with the
+functions below before the kernel starts (unknown method or hyperparameter, wrong type, value
+out of range → one error naming what is allowed), and the chapter applies them with the same
+functions, so the check and the run cannot drift apart.
+
+A plugin is a ``.py`` file outside the package that registers a method with
+:func:`unlearnkit.methods.register` (see the README's worked example); :func:`load_plugins`
+imports it before anything else runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import check_range
+from ..methods import available_methods, get_method
+from .harness import Grid
+
+PLUGIN_PREFIX = "unlearnkit_plugin_"
+
+
+def load_plugins(paths: Sequence[str]) -> list[str]:
+    """Import every plugin file of ``paths`` (once per process); returns the method names they
+    registered. A missing file, a file that fails to import or a method name already taken
+    raises, naming the file, before any training."""
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, str) for p in paths):
+        raise TypeError(f"plugins must be a list of .py paths; got {paths!r}")
+    before = set(available_methods())
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.suffix != ".py" or not path.is_file():
+            raise FileNotFoundError(f"plugin {raw!r} is not a .py file (resolved to {path}); "
+                                    "allowed: paths of Python files that register methods")
+        name = PLUGIN_PREFIX + path.stem
+        if getattr(sys.modules.get(name), "__file__", None) == str(path):
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: dataclasses look their module up there
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[name]
+            raise ImportError(f"plugin {raw!r} failed to import: {type(err).__name__}: {err}") from err
+    return [m for m in available_methods() if m not in before]
+
+
+def check_method_list(methods: Sequence[str]) -> tuple[str, ...]:
+    """``methods`` as a tuple of registered names (an unknown name lists the known ones)."""
+    if not isinstance(methods, (list, tuple)) or not all(isinstance(m, str) for m in methods):
+        raise TypeError(f"methods must be a list of registry names; got {methods!r}")
+    for name in methods:
+        get_method(name)
+    return tuple(methods)
+
+
+def chapter_methods(required: Sequence[str], defaults: Sequence[str], methods: Sequence[str]) -> tuple[str, ...]:
+    """The methods a chapter runs: ``defaults`` when ``methods`` is empty, else ``methods``, in
+    that order; ``required`` (the methods the chapter's claims are about) are added if missing."""
+    chosen = check_method_list(methods) or tuple(defaults)
+    return tuple(dict.fromkeys((*chosen, *required)))
+
+
+def check_method_overrides(overrides: Mapping[str, Mapping[str, Any]], profile: str = "paper") -> dict:
+    """``{method: {hyperparameter: value}}`` validated against each method's config (names,
+    types and ranges, which do not depend on ``profile``)."""
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"method_overrides must be a dict {{method: {{hyperparameter: value}}}}; got {overrides!r}")
+    for name, settings in overrides.items():
+        spec = get_method(name)
+        if not isinstance(settings, Mapping):
+            raise TypeError(f"method_overrides[{name!r}] must be a dict of hyperparameters; got {settings!r}")
+        try:
+            spec.config.for_profile(profile, settings)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"method_overrides[{name!r}]: {err}") from None
+    return {name: dict(settings) for name, settings in overrides.items()}
+
+
+def grid_for(grid: Grid, overrides: Mapping[str, Mapping[str, Any]]) -> Grid:
+    """``grid`` without the knobs a method's overrides fix (a given δ is used, not tuned); the
+    learning-rate factors still scale a given learning rate."""
+    knobs = {m: {k: v for k, v in table.items() if k not in overrides.get(m, {})} for m, table in grid.knobs.items()}
+    return replace(grid, knobs={m: table for m, table in knobs.items() if table})
+
+
+def merged_base(base: Mapping[str, Mapping] | None, overrides: Mapping[str, Mapping]) -> dict:
+    """A chapter's per-method base settings with the researcher's overrides on top."""
+    merged = {m: dict(s) for m, s in (base or {}).items()}
+    for name, settings in overrides.items():
+        merged[name] = {**merged.get(name, {}), **settings}
+    return merged
+
+
+def check_n_seeds(n_seeds: int | None) -> int | None:
+    if n_seeds is not None:
+        if isinstance(n_seeds, bool) or not isinstance(n_seeds, int):
+            raise TypeError(f"n_seeds must be an int >= 1 or None (the profile's); got {n_seeds!r}")
+        check_range("n_seeds", n_seeds, 1)
+    return n_seeds
+
+
+def check_scenario_knobs(*, forget_class=None, forget_fraction=None, forget_subject_fraction=None,
+                         pool_size=None) -> dict:
+    """The problem knobs that are set (None: the book's), checked for type and range; the class
+    name itself is checked against the dataset when the split is cut, before any training."""
+    if forget_class is not None and (isinstance(forget_class, bool) or not isinstance(forget_class, (str, int))):
+        raise TypeError(f"forget_class must be a class name or index; got {forget_class!r}")
+    for name, value in (("forget_fraction", forget_fraction), ("forget_subject_fraction", forget_subject_fraction)):
+        if value is not None:
+            check_range(name, value, 0, 1, low_open=True, high_open=True)
+    if pool_size is not None:
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError(f"pool_size must be an int (training images) or None (the profile's); got {pool_size!r}")
+        check_range("pool_size", pool_size, 10)
+    knobs = dict(forget_class=forget_class, forget_fraction=forget_fraction,
+                 forget_subject_fraction=forget_subject_fraction, pool_size=pool_size)
+    return {k: v for k, v in knobs.items() if v is not None}
