@@ -116,3 +116,17 @@ def test_head_to_head_runs_a_plugin_method_with_the_researchers_parameters(tmp_p
     assert results["config"]["method_overrides"] == {"finetune": {"lr": 0.02}}
     assert results["config"]["plugin_methods"] == ["max_entropy"]
     assert "max_entropy" in {r["method"] for r in results["tables"]["ch4-picks"]}, "the plugin was tuned like the rest"
+
+
+@pytest.mark.parametrize("stem", ["01_distributional", "02_dlfd", "03_mumis", "04_head-to-head"])
+def test_the_experiment_is_shown(stem):
+    """No cell hides its code from the page for good; each paper chapter shows at least two
+    cells that compose the package's API (bookkeeping lives in ``remove-cell`` cells)."""
+    nb = runner.read_notebook(ROOT / "chapters" / f"{stem}.md")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not [c for c in code if "remove-input" in c.metadata.get("tags", [])]
+    visible = [c for c in code if not c.metadata.get("tags")]
+    assert len(visible) >= 2, f"{stem} shows {len(visible)} experiment cells"
+    for cell in visible:
+        assert any(f"{module}." in cell.source for module in ("ch1", "ch2", "ch3", "ch4", "harness", "tasks"))
+        assert "rec." not in cell.source, "bookkeeping belongs in a remove-cell cell"
