@@ -67,3 +67,14 @@ def test_scorecard_html_shows_the_full_claim_interval_and_a_badge():
     assert "<td>–</td><td>yes <small>n = 1</small></td>" in page
     assert [format_number(v) for v in (12345, 0.5, 2e-5, 1e6, float("nan"))] == ["12,345", "0.5", "2.00e-05",
                                                                                "1.00e+06", "–"]
+
+
+def test_config_rows_flatten_every_leaf():
+    from unlearnkit.record import config_rows
+
+    rows = config_rows({"protocol": {"seeds": 3, "grid": {"lr_factors": [0.3, 1.0], "knobs": {}}},
+                        "plugin_methods": []})
+    assert rows == [{"part": "protocol", "setting": "seeds", "value": "3"},
+                    {"part": "protocol", "setting": "grid.lr_factors", "value": "[0.3, 1.0]"},
+                    {"part": "protocol", "setting": "grid.knobs", "value": "{}"},
+                    {"part": "plugin_methods", "setting": "–", "value": "[]"}]

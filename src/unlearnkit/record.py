@@ -176,6 +176,12 @@ class Recorder:
             settings = dataclasses.asdict(settings)
         self.results["config"][name] = json.loads(json.dumps(_jsonable(settings), default=str))
 
+    def config_view(self):
+        """The resolved settings of this run (:func:`config_rows`) as a table for the page."""
+        import pandas as pd
+
+        return pd.DataFrame(config_rows(self.results["config"])).set_index(["part", "setting"])
+
     def data_source(self, dataset: str, source: str) -> None:
         """Record where a dataset was read from (e.g. ``"CIFAR-10 JPEG copy"``)."""
         self.results["data"][dataset] = source
@@ -325,3 +331,21 @@ def scorecard_html(rows: list[dict]) -> str:
                     f"<td>{badge(row['verdict'])}</td><td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Verdict", "Source"))
     return (f'<table class="scorecard table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def config_rows(config: dict) -> list[dict]:
+    """``config`` flattened to rows ``{part, setting, value}``: one row per leaf, nested keys
+    joined with dots, lists shown as JSON."""
+    rows = []
+
+    def walk(part: str, prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(part, f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            text = json.dumps(node, ensure_ascii=False) if isinstance(node, (list, dict)) else str(node)
+            rows.append({"part": part, "setting": prefix or "–", "value": text})
+
+    for part, node in config.items():
+        walk(part, "", node)
+    return rows
