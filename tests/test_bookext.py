@@ -78,3 +78,16 @@ def test_config_rows_flatten_every_leaf():
                     {"part": "protocol", "setting": "grid.lr_factors", "value": "[0.3, 1.0]"},
                     {"part": "protocol", "setting": "grid.knobs", "value": "{}"},
                     {"part": "plugin_methods", "setting": "–", "value": "[]"}]
+
+
+def test_the_methods_appendix_is_written_from_the_registry():
+    from unlearnkit.methods import available_methods, get_method
+
+    for name in available_methods():
+        entry = bookext.method_markdown(name)
+        spec = get_method(name)
+        assert f"**{spec.label}** (`{name}`" in entry and spec.idea in entry
+        for key, value in spec.config.defaults("paper").items():
+            assert f"| `{key}` |" in entry and f"`{value!r}` |" in entry
+        assert f"def {spec.run.__name__}(" in entry
+        assert ("× R / " in entry) == bool(spec.passes)

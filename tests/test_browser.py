@@ -56,11 +56,13 @@ def browser():
 
 
 def book_pages(html: Path) -> list[Path]:
-    return [html / "intro.html", *sorted((html / "chapters").glob("*.html")), html / "bibliography.html"]
+    return [html / "intro.html", *sorted((html / "chapters").glob("*.html")),
+            *sorted((html / "appendix").glob("*.html")), html / "bibliography.html"]
 
 
-def open_offline(browser, page_path: Path) -> tuple[dict, list[str], list[str]]:
-    """Open one page with the network off: (page state, console errors, blocked requests)."""
+def open_offline(browser, page_path: Path, shots: Path) -> tuple[dict, list[str], list[str]]:
+    """Open one page with the network off: (page state, console errors, blocked requests); its
+    screenshot goes to ``shots``."""
     context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
     blocked, errors = [], []
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
@@ -70,7 +72,6 @@ def open_offline(browser, page_path: Path) -> tuple[dict, list[str], list[str]]:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(page_path.as_uri(), wait_until="load")
     state = page.evaluate(PAGE_STATE)
-    shots = page_path.parents[1 if page_path.parent.name == "chapters" else 0] / "_screenshots"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / f"{page_path.stem}.png"), full_page=True)
     context.close()
@@ -96,7 +97,7 @@ def test_every_page_renders_offline(browser, smoke_book, smoke_runs):
     math_nodes = 0
     for page_path in book_pages(smoke_book):
         name = page_path.stem
-        state, errors, blocked = open_offline(browser, page_path)
+        state, errors, blocked = open_offline(browser, page_path, smoke_book / "_screenshots")
         math_nodes += state["mathNodes"]
         assert not blocked, f"{name} requested the network: {blocked[:3]}"
         assert not errors, f"{name} logged console errors: {errors[:3]}"
@@ -122,7 +123,7 @@ def test_the_check_fails_when_mathjax_comes_from_the_cdn(browser, smoke_book):
     probe.write_text(page.read_text().replace(f"../_static/{MATHJAX_SCRIPT}",
                                               "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"))
     try:
-        state, _, blocked = open_offline(browser, probe)
+        state, _, blocked = open_offline(browser, probe, smoke_book / "_screenshots")
     finally:
         probe.unlink()
         (smoke_book / "_screenshots" / "_cdn_probe.png").unlink(missing_ok=True)

@@ -6,6 +6,10 @@ MathJax's ``es5`` bundle there from the pinned PyPI package ``django-static-math
 (MathJax 3.2.2, Apache-2.0; despite its name it depends on nothing, Django included).
 Listed in ``_config.yml`` under ``sphinx.extra_extensions``.
 
+The directive ``{methods-appendix}`` writes the methods appendix from the registry at build
+time: every registered method's idea, reference, data it reads, pass budget, defaults per
+profile and source code, so the page cannot disagree with the package.
+
 Two page fixes keep the browser console clean (``tests/test_browser.py``): sphinx-thebe's
 configuration script, added twice in a jupyter-book build, is kept once (a second ``const``
 declaration is a script error), and the theme gets its default colour mode (``light``) where it
@@ -17,6 +21,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from pathlib import Path
+
+from sphinx.util.docutils import SphinxDirective
 
 MATHJAX_SCRIPT = "mathjax/es5/tex-mml-chtml.js"
 """The MathJax entry point, relative to the build's ``_static`` folder (Sphinx's rule for a relative
@@ -77,7 +83,48 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
         context["default_mode"] = "light"
 
 
+def method_markdown(name: str) -> str:
+    """The appendix entry of registered method ``name`` (MyST markdown)."""
+    import inspect
+
+    from .methods import get_method
+
+    spec = get_method(name)
+    reads = " and ".join(part for part, used in (("the retain set", spec.needs_retain),
+                                                 ("the forget set", spec.needs_forget)) if used) or "no data"
+    if spec.passes:
+        budget = (f"{', '.join(f'`{p}`' for p in spec.passes)}: the `paper` value × R / "
+                  f"{spec.reference_retrain_epochs:g}, R the problem's retrain epochs (the reference code "
+                  f"base's ratio to its {spec.reference_retrain_epochs:g}-epoch retrain)")
+    else:
+        budget = "none (the reference: a full retrain)"
+    defaults = {profile: spec.config.defaults(profile) for profile in ("smoke", "cpu", "paper")}
+    rows = "\n".join(f"| `{key}` | " + " | ".join(f"`{defaults[p][key]!r}`" for p in defaults) + " |"
+                      for key in defaults["paper"])
+    source = inspect.getsource(spec.run).rstrip()
+    return (f"**{spec.label}** (`{name}`, reference `{spec.reference}`): {spec.idea}. Reads {reads}. "
+            f"Budget: {budget}.\n\n| hyperparameter | smoke | cpu | paper |\n|---|---|---|---|\n{rows}\n\n"
+            f"```python\n{source}\n```\n")
+
+
+class MethodsAppendix(SphinxDirective):
+    """``{methods-appendix}``: one entry per registered method (:func:`method_markdown`)."""
+
+    def run(self):
+        from docutils import nodes
+        from docutils.statemachine import StringList
+
+        from .methods import available_methods
+
+        container = nodes.container()
+        text = "\n".join(method_markdown(name) for name in available_methods())
+        self.state.nested_parse(StringList(text.splitlines(), source="unlearnkit.methods"), self.content_offset,
+                                container)
+        return container.children
+
+
 def setup(app) -> dict:
+    app.add_directive("methods-appendix", MethodsAppendix)
     app.connect("config-inited", _use_local_mathjax, priority=900)
     app.connect("html-page-context", _clean_page, priority=900)
     app.connect("build-finished", _copy_mathjax)
