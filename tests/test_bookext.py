@@ -59,12 +59,12 @@ def test_scorecard_html_shows_the_full_claim_interval_and_a_badge():
     rows = [{"claim": claim, "paper": 0.01, "ours": 0.0667, "n": 3, "ci_low": -0.013, "ci_high": 0.147,
              "verdict": "partly", "arxiv": "arXiv:2402.00000v2", "note": "interval rule"},
             {"claim": "no paper value", "paper": None, "ours": True, "n": 1, "ci_low": None, "ci_high": None,
-             "verdict": "no paper value", "arxiv": None, "note": ""}]
+             "verdict": "no paper value", "arxiv": None, "note": "", "fact": "mumis.table1.cifar100.mumis_gap"}]
     page = scorecard_html(rows)
     assert "MU-Mis&#x27;s gap to Retrain is &lt; 1 point on every one of the paper&#x27;s three" in page
     assert "0.0667 [-0.013, 0.147] <small>n = 3</small>" in page
     assert VERDICT_COLOURS["partly"] in page and page.count("<tr>") == 3  # header + two rows
-    assert "<td>–</td><td>yes <small>n = 1</small></td>" in page
+    assert "<td>–</td><td>yes <small>n = 1</small></td><td><small>points (Avg. Gap)</small></td>" in page
     assert [format_number(v) for v in (12345, 0.5, 2e-5, 1e6, float("nan"))] == ["12,345", "0.5", "2.00e-05",
                                                                                "1.00e+06", "–"]
 

@@ -309,7 +309,8 @@ def format_number(value: Any) -> str:
 
 def scorecard_html(rows: list[dict]) -> str:
     """An HTML table of scorecard rows: the full claim (and note), the paper's value, our mean with
-    its 95 % interval and ``n``, the verdict as a coloured badge, and where the claim is quoted from."""
+    its 95 % interval and ``n``, the unit (from the row's fact), the verdict as a coloured badge,
+    and where the claim is quoted from."""
     import html
 
     def ours(row: dict) -> str:
@@ -323,13 +324,19 @@ def scorecard_html(rows: list[dict]) -> str:
         return (f'<span style="background:{colour};color:#fff;border-radius:0.6em;padding:0.1em 0.55em;'
                 f'white-space:nowrap">{html.escape(verdict)}</span>')
 
+    def unit(row: dict) -> str:
+        from .facts import all_facts
+
+        quoted = all_facts().get(row.get("fact") or "")
+        return html.escape(quoted.unit) if quoted and quoted.unit else "–"
+
     body = []
     for row in rows:
         note = f'<br><small style="color:#57606a">{html.escape(str(row["note"]))}</small>' if row.get("note") else ""
         body.append(f"<tr><td>{html.escape(str(row['claim']))}{note}</td>"
-                    f"<td>{html.escape(format_number(row['paper']))}</td><td>{ours(row)}</td>"
+                    f"<td>{html.escape(format_number(row['paper']))}</td><td>{ours(row)}</td><td><small>{unit(row)}</small></td>"
                     f"<td>{badge(row['verdict'])}</td><td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Verdict", "Source"))
+    head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Unit", "Verdict", "Source"))
     return (f'<table class="scorecard table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
