@@ -55,6 +55,14 @@ def smoke_runs(tmp_path_factory):
     return out, SmokeRuns(out, tmp_path_factory.mktemp("smoke-cache"))
 
 
+@pytest.fixture(scope="session")
+def smoke_book(smoke_runs):
+    """The HTML book built from every chapter's smoke run (shared by the page and browser tests)."""
+    out, runs = smoke_runs
+    assert all(runs.values())  # the book needs every chapter executed
+    return runner.build_book(ROOT, out)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is faster and steadier on a shared 2-core machine."""

@@ -77,13 +77,6 @@ def test_chapter_smoke_results(smoke_runs, stem):
     assert _finite_numbers(results["values"])
 
 
-@pytest.fixture(scope="session")
-def smoke_book(smoke_runs):
-    out, runs = smoke_runs
-    assert all(runs.values())  # the book needs every chapter executed
-    return runner.build_book(ROOT, out)
-
-
 def test_book_builds_warning_clean(smoke_book):
     assert (smoke_book / "index.html").is_file()
     for stem in CHAPTERS:
