@@ -233,3 +233,18 @@ def test_variance_components_find_the_factor_that_moves_the_value():
     rows["value"] = rows["original_seed"] + rows["method_seed"]
     shares = harness.variance_components(rows, "value").set_index("factor")["share"]
     assert shares["original_seed"] == pytest.approx(0.5) and shares["method_seed"] == pytest.approx(0.5)
+
+
+def test_the_oracle_pick_runs_where_the_protocol_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    problems = [tasks.book_problem("random_subset", "smoke", seed=s, device="cpu") for s in (0, 1)]
+    grid = harness.Grid(lr_factors=(1.0, 3.0), knobs={})
+    counts = {}
+    for mode in harness.ORACLE_SEEDS:
+        runs = harness.compare(problems, ["finetune"], grid=grid, profile="smoke", device="cpu", oracle=mode)
+        counts[mode] = sorted(runs.loc[runs["pick"] == "oracle", "seed"])
+        assert sorted(runs.loc[runs["pick"] == "rule", "seed"]) == [0, 1]
+    assert counts == {"every_seed": [0, 1], "tuning_seed": [0], "none": []}
+    with pytest.raises(ValueError, match="unknown oracle 'some'; allowed: 'every_seed'"):
+        harness.compare(problems, ["finetune"], grid=grid, profile="smoke", device="cpu", oracle="some")
+    assert tasks.protocol("cpu").oracle == "tuning_seed" and tasks.protocol("paper").oracle == "every_seed"

@@ -375,8 +375,12 @@ def check_methods(methods: Sequence[str], grid: Grid, profile: str, base: Mappin
             get_method(name).config.for_profile(profile, point)
 
 
+ORACLE_SEEDS = ("every_seed", "tuning_seed", "none")
+"""Where :func:`compare` runs the oracle pick: on every seed, on the tuning seed only, or nowhere."""
+
+
 def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, profile: str, device,
-            retain_eval: int | None = None, oracle: bool = True, base: Mapping | None = None,
+            retain_eval: int | None = None, oracle: str = "every_seed", base: Mapping | None = None,
             budgets: Mapping | None = None, progress: bool = False) -> pd.DataFrame:
     """The comparison: per scenario, tune every method on the first problem's seed, then run its
     picks on every seed.
@@ -384,13 +388,15 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
     problems: the same scenario at several seeds (several scenarios may be mixed; each is tuned
     on its first problem). Rows, one long table: Original and Retrain per problem; per method
     the grid runs on the tuning seed (``pick="grid"``), and the ``forget_then_val`` pick
-    (``pick="rule"``) and, when ``oracle``, the least-gap pick (``pick="oracle"``) on every seed
-    (the tuning seed's pick rows repeat its grid run, read from the run cache). Columns of
+    (``pick="rule"``) on every seed, and the least-gap pick (``pick="oracle"``) on the seeds
+    ``oracle`` names (:data:`ORACLE_SEEDS`; the tuning seed's pick rows repeat its grid run,
+    read from the run cache). Columns of
     :func:`run_method`, plus pick and ``avg_gap`` / ``time_fraction`` (:func:`add_gap`).
     base: ``{method: settings}`` every grid point of that method starts from (e.g. a dataset's
     released settings); the grid's rates scale base's rates. budgets: ``{method: fraction}``
     replacing a method's declared budget (:func:`budget_settings`).
     """
+    check_choice("oracle", oracle, ORACLE_SEEDS)
     check_methods(methods, grid, profile, base, budgets)
     budgets = dict(budgets or {})
     by_scenario: dict[str, list[Problem]] = {}
@@ -408,10 +414,11 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
                 for point in grid.candidates(name, profile, (base or {}).get(name))]))
             grid_rows = grid_rows[grid_rows["method"] == name].reset_index(drop=True)
             rows += [{**r, "pick": "grid"} for r in grid_rows.to_dict("records")]
-            for rule in (("forget_then_val", "oracle") if oracle else ("forget_then_val",)):
+            picks = {"rule": ("forget_then_val", group),
+                     "oracle": ("oracle", {"every_seed": group, "tuning_seed": group[:1], "none": []}[oracle])}
+            for label, (rule, seeds) in picks.items():
                 settings = json.loads(grid_rows.loc[select(grid_rows, rule), "settings"])
-                label = "rule" if rule == "forget_then_val" else "oracle"
-                for p in group:
+                for p in seeds:
                     rows.append({**run_method(p, name, settings, profile=profile, device=device,
                                               retain_eval=retain_eval, budget=budgets.get(name, True)),
                                  "pick": label})
