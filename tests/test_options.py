@@ -15,13 +15,19 @@ EXAMPLE = ROOT / "examples" / "max_entropy.py"
 
 @pytest.fixture
 def clean_registry():
-    """Plugins register into the global registry: drop what a test added."""
-    before = dict(METHODS)
+    """Plugins register into the global registry (an earlier test's run check may have loaded
+    one in this process): the test starts without plugins, and the registry is restored after."""
+    saved_methods = dict(METHODS)
+    saved_modules = {m: sys.modules.pop(m) for m in list(sys.modules) if m.startswith(options.PLUGIN_PREFIX)}
+    for name, spec in saved_methods.items():
+        if spec.run.__module__.startswith(options.PLUGIN_PREFIX):
+            del METHODS[name]
     yield
-    for name in set(METHODS) - set(before):
-        del METHODS[name]
+    METHODS.clear()
+    METHODS.update(saved_methods)
     for name in [m for m in sys.modules if m.startswith(options.PLUGIN_PREFIX)]:
         del sys.modules[name]
+    sys.modules.update(saved_modules)
 
 
 def test_the_example_plugin_registers_a_budgeted_method_once(clean_registry):
