@@ -241,13 +241,17 @@ HEARTBEAT_S = 30.0
 """Seconds between the build's progress lines while a chapter runs."""
 
 
+def _first_line(source: str | None, width: int = 60) -> str:
+    """The first non-blank line of a cell's source, cut to ``width`` characters (names a cell)."""
+    return next((line for line in (source or "").splitlines() if line.strip()), "")[:width]
+
+
 def running_cell(nb) -> tuple[int, int, str] | None:
     """``(i, n, first line)`` of the cell papermill marks as running (1-based i), else None."""
     cells = nb.cells
     for i, cell in enumerate(cells):
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            first = next((line for line in cell.source.splitlines() if line.strip()), "")
-            return i + 1, len(cells), first[:60]
+            return i + 1, len(cells), _first_line(cell.source)
     return None
 
 
@@ -292,8 +296,7 @@ class ChapterFailed(RuntimeError):
 
 def chapter_failure(stem: str, err) -> ChapterFailed:
     """The :class:`ChapterFailed` of papermill's ``PapermillExecutionError`` ``err`` in chapter ``stem``."""
-    first = next((line for line in (err.source or "").splitlines() if line.strip()), "")
-    return ChapterFailed(f"chapter {stem} failed in cell {err.cell_index + 1} ({first[:60]!r}): "
+    return ChapterFailed(f"chapter {stem} failed in cell {err.cell_index + 1} ({_first_line(err.source)!r}): "
                          f"{err.ename}: {err.evalue}")
 
 
