@@ -83,8 +83,28 @@ def _clean_page(app, pagename, templatename, context, doctree) -> None:
         context["default_mode"] = "light"
 
 
+def core_functions(run) -> list:
+    """``run`` (a registered method) and the functions of the methods package it calls directly
+    (e.g. ``mumis`` → ``run_mumis``), the shared helpers of ``methods.base`` left out."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(run)))
+    called = [node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    found = [run]
+    for name in dict.fromkeys(called):
+        fn = run.__globals__.get(name)
+        module = getattr(fn, "__module__", "") or ""
+        if inspect.isfunction(fn) and module.startswith("unlearnkit.methods") and module != "unlearnkit.methods.base" \
+                and fn not in found:
+            found.append(fn)
+    return found
+
+
 def method_markdown(name: str) -> str:
     """The appendix entry of registered method ``name`` (MyST markdown)."""
+    import dataclasses
     import inspect
 
     from .methods import get_method
@@ -99,12 +119,14 @@ def method_markdown(name: str) -> str:
     else:
         budget = "none (the reference: a full retrain)"
     defaults = {profile: spec.config.defaults(profile) for profile in ("smoke", "cpu", "paper")}
-    rows = "\n".join(f"| `{key}` | " + " | ".join(f"`{defaults[p][key]!r}`" for p in defaults) + " |"
+    why = {f.name: f.metadata.get("why") or "" for f in dataclasses.fields(spec.config)}
+    rows = "\n".join(f"| `{key}` | " + " | ".join(f"`{defaults[p][key]!r}`" for p in defaults)
+                      + f" | {why[key] if defaults['cpu'][key] != defaults['paper'][key] else ''} |"
                       for key in defaults["paper"])
-    source = inspect.getsource(spec.run).rstrip()
+    source = "\n\n\n".join(inspect.getsource(fn).rstrip() for fn in core_functions(spec.run))
     return (f"**{spec.label}** (`{name}`, reference `{spec.reference}`): {spec.idea}. Reads {reads}. "
-            f"Budget: {budget}.\n\n| hyperparameter | smoke | cpu | paper |\n|---|---|---|---|\n{rows}\n\n"
-            f"```python\n{source}\n```\n")
+            f"Budget: {budget}.\n\n| hyperparameter | smoke | cpu | paper | why cpu differs |\n"
+            f"|---|---|---|---|---|\n{rows}\n\n```python\n{source}\n```\n")
 
 
 class MethodsAppendix(SphinxDirective):

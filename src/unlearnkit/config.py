@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import typing
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, TypeVar
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -97,3 +98,94 @@ def config_hash(obj: Any, length: int = 16) -> str:
 def as_dict(cfg: Any) -> dict:
     """A JSON-ready dict of a dataclass config."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+# ---------------------------------------------------------------------------- profile blocks
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a profile block: the value a profile uses instead of the paper's, and why.
+
+    A profile is written as the paper profile plus a block ``{setting: Change(value, why)}``
+    (dotted names reach nested dataclasses, e.g. ``"train.epochs"``); the book renders every
+    line with its reason beside the paper's value (:func:`change_rows`).
+    """
+
+    value: Any
+    why: str
+
+    def __post_init__(self):
+        if not isinstance(self.why, str) or not self.why.strip():
+            raise ValueError(f"a profile change to {self.value!r} needs a reason (why=...); got {self.why!r}")
+
+
+def _get(base: Any, name: str) -> Any:
+    return base[name] if isinstance(base, Mapping) else getattr(base, name)
+
+
+def setting(base: Any, dotted: str) -> Any:
+    """The value of ``dotted`` (e.g. ``"train.epochs"``) in a dict or dataclass ``base``;
+    an unknown name raises naming the allowed ones."""
+    node = base
+    for part in dotted.split("."):
+        names = list(node) if isinstance(node, Mapping) else (
+            [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else [])
+        check_choice(f"setting {dotted!r}: name", part, names)
+        node = _get(node, part)
+    return node
+
+
+def _apply(node: Any, changes: Mapping[str, Any]) -> Any:
+    """``node`` with ``changes`` (a nested dict of new values) applied at once, so a dataclass
+    checks the new combination, not each step on the way (schedule and milestones together)."""
+    new = {head: _apply(_get(node, head), sub) if isinstance(sub, _Nested) else sub
+           for head, sub in changes.items()}
+    if isinstance(node, Mapping):
+        return {**node, **new}
+    return dataclasses.replace(node, **new)
+
+
+class _Nested(dict):
+    """Changes below one nested setting (a marker for :func:`_apply`)."""
+
+
+def with_changes(base: Any, block: Mapping[str, Change]) -> Any:
+    """``base`` (a dict or a frozen dataclass) with every line of ``block`` applied.
+
+    Each line must be a :class:`Change` naming an existing setting whose value it changes
+    (a line repeating the paper's value is an error: it is no difference)."""
+    for name, change in block.items():
+        if not isinstance(change, Change):
+            raise TypeError(f"profile line {name!r} must be a Change(value, why); got {change!r}")
+        if setting(base, name) == change.value:
+            raise ValueError(f"profile line {name!r} repeats the paper's value {change.value!r}")
+    tree = _Nested()
+    for name, change in block.items():
+        *parents, leaf = name.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, _Nested())
+        node[leaf] = change.value
+    return _apply(base, tree)
+
+
+def change_rows(base: Any, block: Mapping[str, Change], part: str) -> list[dict]:
+    """The block as rows ``{part, setting, value, paper, why}`` (values as text)."""
+    return [{"part": part, "setting": name, "value": setting_text(change.value),
+             "paper": setting_text(setting(base, name)), "why": change.why} for name, change in block.items()]
+
+
+def setting_text(value: Any) -> str:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+SMOKE_WHY = "smoke: sized so the test suite runs in seconds"
+
+
+def changes_for(why: str, **values: Any) -> dict[str, Change]:
+    """Lines that share one reason: ``{name: Change(value, why)}``."""
+    return {name: Change(value, why) for name, value in values.items()}

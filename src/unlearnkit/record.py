@@ -10,10 +10,13 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
       "models": [{"role", "task", "model", "seed", "cache_key", "cache_hit", "train_seconds",
                   "test_accuracy"}, ...],  # every trained model used (test accuracy a fraction)
       "config": {...},                 # the resolved settings of every task and method that ran
+      "changes": [{"part", "setting", "value", "paper", "why"}, ...],  # the profile block: how
+                                       # this profile departs from the paper's, a reason per line
       "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note",
                      "n", "ci_low", "ci_high", "rule", "fact", "arxiv"}, ...],
       "wall_time_s": 12.3,              # first Recorder call to save
       "finished": "2026-12-01T10:00:00+00:00", "commit": "4c52bba" (``+dirty``: uncommitted edits),
+      "dry_run": false,                # true: a dry run (:mod:`unlearnkit.dryrun`), verdicts "dry run"
       "tables": {"name": [{column: value}, ...]}
     }
 """
@@ -28,9 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import dryrun
 from .runtime import atomic_write_text, source_commit
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value")
+VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value", "dry run")
+"""A row's verdict; every row of a dry run (:mod:`unlearnkit.dryrun`) reads "dry run"."""
 
 FROM_FACT = object()
 """``Recorder.score``'s default ``paper``: the value of the row's fact."""
@@ -158,9 +163,13 @@ class Recorder:
         self.results: dict[str, Any] = {
             "chapter": chapter, "profile": profile, "device": str(device), "seed": seed,
             "data": {}, "parameters": _jsonable(parameters or {}), "values": {},
-            "models": [], "config": {}, "scorecard": [], "tables": {}, "wall_time_s": None,
-            "finished": None, "commit": None,
+            "models": [], "config": {}, "changes": [], "scorecard": [], "tables": {}, "wall_time_s": None,
+            "finished": None, "commit": None, "dry_run": dryrun.active() is not None,
         }
+        if dryrun.active() is not None and glue:
+            from IPython.display import Markdown, display
+
+            display(Markdown(dryrun.describe(dryrun.active())))
 
     def models(self, rows) -> None:
         """Add provenance rows of trained models (``Problem.models``); a model used twice is listed once."""
@@ -175,6 +184,32 @@ class Recorder:
         if dataclasses.is_dataclass(settings):
             settings = dataclasses.asdict(settings)
         self.results["config"][name] = json.loads(json.dumps(_jsonable(settings), default=str))
+
+    def configs(self, **parts: Any) -> None:
+        """:meth:`config` for each ``name=settings`` (one call for a section's bookkeeping)."""
+        for name, settings in parts.items():
+            self.config(name, settings)
+
+    def changes(self, rows) -> None:
+        """Store the profile block (rows ``{part, setting, value, paper, why}``, e.g. from
+        :func:`unlearnkit.experiments.options.profile_block`); a setting listed twice once."""
+        seen = {(r["part"], r["setting"]) for r in self.results["changes"]}
+        for row in rows:
+            if (row["part"], row["setting"]) not in seen:
+                self.results["changes"].append({k: str(row[k]) for k in ("part", "setting", "value", "paper", "why")})
+                seen.add((row["part"], row["setting"]))
+
+    def changes_view(self):
+        """The profile block as a table: what this run changes from the paper profile, and why."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.results["changes"], columns=["part", "setting", "value", "paper", "why"])
+        return frame.rename(columns={"value": "this run", "paper": "paper profile"}).set_index(["part", "setting"])
+
+    def values(self, **named: Any) -> None:
+        """:meth:`value` for each ``name=value`` (glued, not displayed)."""
+        for name, value in named.items():
+            self.value(name, value)
 
     def config_view(self):
         """The resolved settings of this run (:func:`config_rows`) as a table for the page."""
@@ -240,7 +275,8 @@ class Recorder:
         exact = isinstance(paper, (bool, str)) or isinstance(ours, (bool, str))
         bands = dict(tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least, at_most=at_most)
         row = {"id": id, "claim": claim, "paper": _jsonable(paper), "ours": _jsonable(ours),
-               "verdict": verdict_override or interval_verdict(paper, ours, low, high, **bands),
+               "verdict": "dry run" if dryrun.active() else
+               verdict_override or interval_verdict(paper, ours, low, high, **bands),
                "note": note, "n": count, "ci_low": _jsonable(low), "ci_high": _jsonable(high),
                "rule": "computed: " + note if verdict_override else rule_text(n=count, exact=exact, **bands),
                "fact": fact, "arxiv": arxiv}
@@ -291,7 +327,7 @@ def execution_stats(folder: str | Path | None) -> "pd.DataFrame":
 
 
 VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e",
-                   "no paper value": "#57606a"}
+                   "no paper value": "#57606a", "dry run": "#8250df"}
 
 
 def format_number(value: Any) -> str:

@@ -154,6 +154,12 @@ def _check_scenario_knob(name: str, value, chapter_dir: Path) -> None:
 
 # Value checks of chapter parameters, by name or by ``*_suffix``; None marks a parameter left free.
 # ``plugins`` is checked (imported) first, so that ``methods`` may name the methods it registers.
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"parameter {name}={value!r} must be True or False")
+    return value
+
+
 PARAMETER_CHECKS = {
     "plugins": _check_option("load_plugins"),
     "methods": _check_option("check_method_list"),
@@ -164,6 +170,7 @@ PARAMETER_CHECKS = {
     "forget_subject_fraction": _check_scenario_knob,
     "pool_size": _check_scenario_knob,
     "device": _check_device,
+    "dry_run": lambda name, value, _: _check_bool(name, value),
     "seed": lambda name, value, _: check_range(name, value, 0),
     "data_root": _check_data_root,
     "*_budget": lambda name, value, _: check_range(name, value, 0, 1, low_open=True),
@@ -326,7 +333,8 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
                                 for p in overrides["plugins"]]
     check_overrides(defaults, overrides)
     check_parameter_values(defaults, overrides, path.parent)
-    out = Path(out or root / "_build" / "runs" / profile).resolve()
+    dry = overrides.get("dry_run") is True
+    out = Path(out or root / "_build" / "runs" / (f"{profile}-dry-run" if dry else profile)).resolve()
     notebook_out = out / "chapters" / f"{path.stem}.ipynb"
     results_out = out / "results" / f"{path.stem}.json"
     for folder in (notebook_out.parent, results_out.parent):

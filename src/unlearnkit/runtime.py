@@ -64,12 +64,22 @@ def generator(seed: int) -> torch.Generator:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root`` if given, else ``$UNLEARNKIT_DATA``, else ``./data``."""
+    """The data folder: ``root`` if given, else ``$UNLEARNKIT_DATA``, else ``./data``; during a
+    dry run its temporary data root (links to those plus stand-ins, :mod:`unlearnkit.dryrun`)."""
+    from .dryrun import active
+
+    if active() is not None:
+        return Path(active().data)
     return Path(root or os.environ.get("UNLEARNKIT_DATA") or "data").expanduser().resolve()
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
-    """The model/result cache: ``root``, else ``$UNLEARNKIT_CACHE``, else ``~/.cache/unlearnkit``."""
+    """The model/result cache: ``root``, else ``$UNLEARNKIT_CACHE``, else ``~/.cache/unlearnkit``;
+    during a dry run its temporary cache, so nothing a dry run trains is read as a real result."""
+    from .dryrun import active
+
+    if active() is not None:
+        return Path(active().cache)
     default = Path.home() / ".cache" / "unlearnkit"
     return Path(root or os.environ.get("UNLEARNKIT_CACHE") or default).expanduser().resolve()
 

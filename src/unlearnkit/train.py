@@ -6,6 +6,7 @@ float pixels in ``[0, 1]`` batch by batch (:func:`to_input`); the model normalis
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pickle
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, dryrun
 from .config import check_choice, check_range, config_hash
 from .data.core import TensorSet
 from .models import MODELS
@@ -154,6 +155,7 @@ def train_model(model: nn.Module, data: TensorSet, cfg: TrainConfig, *, device: 
     model.to(device)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    limit = dryrun.train_steps(total)  # all steps, except in a dry run (the schedule keeps its horizon)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, total))
     gen = generator(cfg.seed)
@@ -161,9 +163,12 @@ def train_model(model: nn.Module, data: TensorSet, cfg: TrainConfig, *, device: 
         torch.manual_seed(cfg.seed)  # dropout draws from the global RNG; fork keeps it local
         model.train()
         with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+            done = 0
             for epoch in range(cfg.epochs):
+                if done >= limit:
+                    break
                 loss_sum, correct = 0.0, 0
-                for x, y in data.batches(cfg.batch_size, shuffle=True, generator=gen):
+                for x, y in itertools.islice(data.batches(cfg.batch_size, shuffle=True, generator=gen), limit - done):
                     if cfg.augment:
                         x = augment_batch(x, gen)
                     x, y = to_input(x, device), y.to(device)
@@ -175,6 +180,7 @@ def train_model(model: nn.Module, data: TensorSet, cfg: TrainConfig, *, device: 
                     sched.step()
                     loss_sum += loss.item() * len(y)
                     correct += (logits.argmax(1) == y).sum().item()
+                    done += 1
                     bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / len(data):.3f}",
                                 acc=f"{correct / len(data):.3f}")

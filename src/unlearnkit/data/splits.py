@@ -26,6 +26,7 @@ import torch
 
 from unlearnkit.config import check_choice, check_range
 from unlearnkit.data.core import Split, TensorSet
+from unlearnkit import dryrun
 from unlearnkit.data.loaders import (CIFAR10_CLASSES, FaceData, ImageData, TextData, cifar100_names,
                                      load_cifar10, load_cifar100, load_ckplus, load_davidson, load_sms)
 from unlearnkit.data.synthetic import synthetic_faces, synthetic_images, synthetic_text
@@ -69,7 +70,7 @@ def dataset_spec(name: str) -> DatasetSpec:
 def load_dataset(name: str, root=None, **kw) -> ImageData | FaceData | TextData:
     """Load dataset ``name`` (see ``DATASETS``); ``root`` goes to the real loaders, ``kw`` to the loader."""
     spec = dataset_spec(name)
-    return spec.load(root=root, **kw) if spec.uses_root else spec.load(**kw)
+    return dryrun.shrink(spec.load(root=root, **kw) if spec.uses_root else spec.load(**kw))
 
 
 # --------------------------------------------------------------------------- sampling helpers

@@ -30,10 +30,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from .. import facts
-from ..config import as_dict, build_config, check_choice, check_profile, check_range
+from .. import dryrun, facts
+from ..config import (SMOKE_WHY, Change, as_dict, build_config, change_rows, changes_for, check_choice,
+                      check_profile, check_range, with_changes)
 from ..data.core import Split, TensorSet
-from ..data.faces import MUFAC_FOLDER, RAF_FOLDER, load_mufac, load_rafdb, mufac_split, rafdb_split
+from ..data.faces import (MUFAC_FOLDER, MUFAC_FORGET_COUNT, RAF_FOLDER, load_mufac, load_rafdb, mufac_split,
+                          rafdb_split)
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
@@ -116,12 +118,32 @@ class Ch2Config:
                 raise ValueError(f"methods must include {name!r} (the chapter compares both DLFD variants)")
 
 
-PROFILE_DEFAULTS: dict[str, dict] = {
-    "smoke": dict(face_source="synthetic-faces", face_image_size=24, cifar=True, probe_samples=200,
-                  ot_timing_repeats=1),
-    "cpu": dict(face_source="ckplus", face_image_size=48, cifar=True, probe_samples=1000, ot_timing_repeats=3),
-    "paper": dict(face_source="auto", face_image_size=128, cifar=True, probe_samples=2000, ot_timing_repeats=5),
+PAPER = dict(face_source="auto", face_image_size=128, cifar=True, probe_samples=2000, ot_timing_repeats=5)
+"""The chapter at ``paper``: DLFD's released face splits where present (``auto``), 128×128 faces."""
+
+CHANGES: dict[str, dict[str, Change]] = {
+    "paper": {},
+    "cpu": {
+        "face_source": Change("ckplus", "MUFAC and RAF-DB are not among the offline data; CK+ is"),
+        "face_image_size": Change(48, "CK+48's images are 48×48; the cpu face model is a small CNN"),
+        **changes_for("fewer samples and repeats for a CPU chapter of about 18 minutes (1,107 s cold)",
+                      probe_samples=1000, ot_timing_repeats=3),
+    },
+    "smoke": {
+        "face_source": Change("synthetic-faces", SMOKE_WHY),
+        **changes_for(SMOKE_WHY, face_image_size=24, probe_samples=200, ot_timing_repeats=1),
+    },
 }
+"""Each profile as its differences from :data:`PAPER`, with a reason per line."""
+
+
+DRY_RUN = changes_for("dry run: a few samples and repeats", probe_samples=16, ot_timing_repeats=1)
+"""The chapter's lines in a dry run (:mod:`unlearnkit.dryrun`), on top of the profile's."""
+
+
+def profile_changes(profile: str) -> list[dict]:
+    """Rows ``{part, setting, value, paper, why}`` of the chapter's profile block."""
+    return change_rows(PAPER, CHANGES[check_profile(profile)], "chapter 2")
 
 
 def resolve_face_source(source: str, root=None) -> str:
@@ -141,7 +163,8 @@ def profile_config(profile: str, root=None, **overrides) -> Ch2Config:
     official notebook's settings of that dataset (:func:`dlfd_settings`).
     """
     check_profile(profile)
-    values = {"profile": profile, "methods": METHODS, **PROFILE_DEFAULTS[profile]}
+    values = with_changes(PAPER, CHANGES[profile])
+    values = {"profile": profile, "methods": METHODS, **with_changes(values, dryrun.changes(DRY_RUN, values))}
     values.update(overrides)
     values["face_source"] = resolve_face_source(values["face_source"], root)
     return build_config(Ch2Config, values)
@@ -159,9 +182,11 @@ def _released_face_problem(cfg: Ch2Config, seed: int, *, device, root, progress:
     """MUFAC or RAF-DB with the released split and normalisation (ImageNet stats for MUFAC)."""
     source = cfg.face_source
     if source == "mufac":
-        split, mean, std = mufac_split(load_mufac(root, size=cfg.face_image_size)), IMAGENET_MEAN, IMAGENET_STD
+        data = dryrun.shrink(load_mufac(root, size=cfg.face_image_size))
+        count = dryrun.mufac_forget_count(len(data.train), MUFAC_FORGET_COUNT)
+        split, mean, std = mufac_split(data, count), IMAGENET_MEAN, IMAGENET_STD
     else:
-        split, mean, std = rafdb_split(load_rafdb(root, size=cfg.face_image_size)), 0.5, 0.5
+        split, mean, std = rafdb_split(dryrun.shrink(load_rafdb(root, size=cfg.face_image_size))), 0.5, 0.5
     recipe = replace(face_task(cfg.profile).train, seed=seed)
     key = {"dataset": source, "size": cfg.face_image_size, "train": as_dict(recipe)}
     example = split.retain.x[0]

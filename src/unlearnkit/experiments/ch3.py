@@ -30,7 +30,9 @@ from torch.func import grad, jacrev, vmap
 
 from pathlib import Path
 
-from ..config import as_dict, build_config, check_choice, check_profile, check_range
+from .. import dryrun
+from ..config import (SMOKE_WHY, Change, as_dict, build_config, change_rows, changes_for, check_choice,
+                      check_profile, check_range, with_changes)
 from ..data.core import Split, TensorSet
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
@@ -129,26 +131,50 @@ def _cifar20_task() -> ImageTask:
                                  milestones=(91, 136)))
 
 
-PROFILE_DEFAULTS = {
-    "smoke": dict(problems=("full_class", "random_subset"), observe_n=8,
-                  theory=TheoryConfig(n_train=4, hidden=8, steps=4), theory_dims=(4,),
-                  ablation_deltas=(2.0,), ablation_lr_factors=(3.0,), unbounded_steps=4,
-                  unbounded_every=2, bench_batch=8, bench_repeats=1),
-    "cpu": dict(problems=("full_class", "random_subset"), observe_n=100,
-                theory=TheoryConfig(), theory_dims=(8, 32, 128),
-                ablation_deltas=(1.5, 3.0), ablation_lr_factors=(0.3, 3.0), unbounded_steps=20,
-                unbounded_every=4, bench_batch=100, bench_repeats=3),
-    "paper": dict(problems=("full_class", "random_subset", "sub_class"), observe_n=1000,
-                  theory=TheoryConfig(), theory_dims=(8, 32, 128, 512),
-                  ablation_deltas=(1.2, 2.0, 3.0), ablation_lr_factors=(0.3, 3.0), unbounded_steps=200,
-                  unbounded_every=10, bench_batch=128, bench_repeats=10),
+PAPER = dict(problems=("full_class", "random_subset", "sub_class"), observe_n=1000, theory=TheoryConfig(),
+             theory_dims=(8, 32, 128, 512), ablation_deltas=(1.2, 2.0, 3.0), ablation_lr_factors=(0.3, 3.0),
+             unbounded_steps=200, unbounded_every=10, bench_batch=128, bench_repeats=10)
+"""The chapter at ``paper``: the paper's three scenarios (sub-class on CIFAR-20)."""
+
+_CPU_TIME = "smaller sizes for a CPU chapter of about 24 minutes (1,444 s cold)"
+
+CHANGES: dict[str, dict[str, Change]] = {
+    "paper": {},
+    "cpu": {
+        "problems": Change(("full_class", "random_subset"), "sub-class forgetting needs CIFAR-100 (its CIFAR-20 "
+                                                            "superclasses), not among the offline data"),
+        **changes_for(_CPU_TIME, observe_n=100, unbounded_steps=20, unbounded_every=4, bench_batch=100,
+                      bench_repeats=3),
+        "theory_dims": Change((8, 32, 128), _CPU_TIME + "; d = 512 runs at paper"),
+        "ablation_deltas": Change((1.5, 3.0), _CPU_TIME + "; two δ beside the default"),
+    },
 }
+CHANGES["smoke"] = {
+    "problems": CHANGES["cpu"]["problems"],
+    **changes_for(SMOKE_WHY, observe_n=8, theory=TheoryConfig(n_train=4, hidden=8, steps=4), theory_dims=(4,),
+                  ablation_deltas=(2.0,), ablation_lr_factors=(3.0,), unbounded_steps=4, unbounded_every=2,
+                  bench_batch=8, bench_repeats=1),
+}
+"""Each profile as its differences from :data:`PAPER`, with a reason per line."""
+
+
+DRY_RUN = changes_for("dry run: a few samples, steps and repeats", observe_n=8,
+                      theory=TheoryConfig(n_train=4, hidden=8, steps=4), theory_dims=(4,), ablation_deltas=(2.0,),
+                      ablation_lr_factors=(3.0,), unbounded_steps=2, unbounded_every=1, bench_batch=8,
+                      bench_repeats=1)
+"""The chapter's lines in a dry run (:mod:`unlearnkit.dryrun`), on top of the profile's."""
+
+
+def profile_changes(profile: str) -> list[dict]:
+    """Rows ``{part, setting, value, paper, why}`` of the chapter's profile block."""
+    return change_rows(PAPER, CHANGES[check_profile(profile)], "chapter 3")
 
 
 def profile_config(profile: str, **overrides) -> Ch3Config:
     """The chapter's frozen config at ``profile``; ``overrides`` replace fields by name."""
     check_profile(profile)
-    values = {"profile": profile, "methods": METHODS, **PROFILE_DEFAULTS[profile]}
+    values = with_changes(PAPER, CHANGES[profile])
+    values = {"profile": profile, "methods": METHODS, **with_changes(values, dryrun.changes(DRY_RUN, values))}
     return build_config(Ch3Config, values, **overrides)
 
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..config import build_config, check_choice, check_profile, check_range
+from ..config import (SMOKE_WHY, Change, build_config, change_rows, changes_for, check_choice, check_profile,
+                      check_range, with_changes)
 from ..data import replace_split
 from ..methods import available_methods, get_method, unlearn
 from ..metrics import accuracy, avg_gap
@@ -91,16 +92,23 @@ class Ch4Config:
             check_choice("combo scorer", name, tuple(SCORERS))
 
 
-PROFILE_DEFAULTS = {
-    "smoke": dict(combo_problems=("full_class", "identity"), combo_methods=("mumis", "dlfd"),
-                  combo_control_methods=(), variance_methods=("finetune",)),
-    "cpu": dict(combo_problems=("full_class", "identity"), combo_methods=("mumis", "dlfd"),
-                combo_control_methods=("mumis",), variance_methods=("finetune", "mumis")),
-    "paper": dict(combo_problems=("full_class", "identity"), combo_methods=("mumis", "dlfd"),
-                  combo_control_methods=("mumis", "dlfd"), variance_methods=("finetune", "mumis")),
-}
+PAPER = dict(combo_problems=("full_class", "identity"), combo_methods=("mumis", "dlfd"),
+             combo_control_methods=("mumis", "dlfd"), variance_methods=("finetune", "mumis"))
 """``combo_control_methods``: the front-end methods also run with a random part of the forget
-set (the RANDOM scorer, the paper's baseline); at ``cpu`` only MU-Mis, whose runs cost seconds."""
+set (the RANDOM scorer, the paper's baseline)."""
+
+CHANGES: dict[str, dict[str, Change]] = {
+    "paper": {},
+    "cpu": {"combo_control_methods": Change(("mumis",), "the random-part control for MU-Mis only, whose runs "
+                                                        "cost seconds; DLFD's control runs at paper")},
+    "smoke": changes_for(SMOKE_WHY, combo_control_methods=(), variance_methods=("finetune",)),
+}
+"""Each profile as its differences from :data:`PAPER`, with a reason per line."""
+
+
+def profile_changes(profile: str) -> list[dict]:
+    """Rows ``{part, setting, value, paper, why}`` of the chapter's profile block."""
+    return change_rows(PAPER, CHANGES[check_profile(profile)], "chapter 4")
 
 
 def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget: float = 0.5,
@@ -117,7 +125,7 @@ def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget:
     """
     check_profile(profile)
     check_choice("combo_scorer", combo_scorer, tuple(SCORERS))
-    values = dict(PROFILE_DEFAULTS[profile])
+    values = with_changes(PAPER, CHANGES[profile])
     control = ("RANDOM",) if values["combo_control_methods"] and combo_scorer != "RANDOM" else ()
     values.update(profile=profile, problems=tuple(SCENARIOS), combo_scorers=(combo_scorer, *control),
                   combo_budget=combo_budget, guide_slack=guide_slack,
@@ -334,12 +342,13 @@ QUESTIONS = {"closest": "to come closest to retraining (lowest Avg. Gap)",
              "fastest": "for the least time, whatever the quality"}
 
 
-def guide_sentences(guide: pd.DataFrame, slack: float) -> list[str]:
-    """One sentence per task and question, built from :func:`which_method_when`'s rows."""
+def guide_sentences(guide: pd.DataFrame, slack: float, labels: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per task and question, built from :func:`which_method_when`'s rows;
+    ``labels`` name the tasks (default :data:`TASK_LABELS`; :func:`.tasks.problem_label` follows the knobs)."""
     out = []
     for _, r in guide.iterrows():
         question = QUESTIONS[r["question"]].format(slack_points=100 * slack)
-        out.append(f"On {TASK_LABELS.get(r['task'], r['task'])}, {question}: **{r['label']}** "
+        out.append(f"On {(labels or TASK_LABELS).get(r['task'], r['task'])}, {question}: **{r['label']}** "
                    f"(Avg. Gap {100 * r['avg_gap']:.2f} points, {100 * r['time_fraction']:.1f}% of retraining time, "
                    f"NoMUS {r['nomus']:.3f}).")
     return out
@@ -402,7 +411,7 @@ def _panels(n: int, width: float = 5.2, height: float = 4.2):
     return fig, axes[0]
 
 
-def plot_utility_forgetting(summary: pd.DataFrame):
+def plot_utility_forgetting(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
     """Per task: test accuracy against forget accuracy (mean ± std over seeds) of every model;
     Retrain is the star (the target), Original the grey cross; triangles never read the retain set."""
     tasks = list(summary["task"].unique())
@@ -421,13 +430,13 @@ def plot_utility_forgetting(summary: pd.DataFrame):
         target = part[part["method"] == "retrain"].iloc[0]
         ax.axvline(100 * target["FA"], color="k", ls=":", lw=0.8)
         ax.axhline(100 * target["TA"], color="k", ls=":", lw=0.8)
-        ax.set(xlabel="forget accuracy FA (%)", ylabel="test accuracy TA (%)", title=TASK_LABELS.get(task, task))
+        ax.set(xlabel="forget accuracy FA (%)", ylabel="test accuracy TA (%)", title=(labels or TASK_LABELS).get(task, task))
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def plot_quality_time(summary: pd.DataFrame):
+def plot_quality_time(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
     """Per task: Avg. Gap to Retrain (points) against time / retrain time (log), mean ± std."""
     from matplotlib.ticker import NullFormatter
 
@@ -444,14 +453,14 @@ def plot_quality_time(summary: pd.DataFrame):
             ax.annotate(r["label"], (r["time_fraction"], 100 * r["avg_gap"]), textcoords="offset points",
                         xytext=(4, 3), fontsize=7)
         ax.set(xscale="log", xlabel="wall time / retrain time (log)", ylabel="Avg. Gap to Retrain (points)",
-               title=TASK_LABELS.get(task, task))
+               title=(labels or TASK_LABELS).get(task, task))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
 
 
-def plot_mia_ranks(summary: pd.DataFrame):
+def plot_mia_ranks(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
     """Per task: every model's rank under each MIA variant (paper conventions, 1 = most
     forgetting), one line per model: crossing lines are disagreements."""
     tasks = list(summary["task"].unique())
@@ -469,13 +478,13 @@ def plot_mia_ranks(summary: pd.DataFrame):
         ax.set_xticks(range(len(MIA_VARIANTS)), [short[v] for v in MIA_VARIANTS], fontsize=8)
         ax.set_xlim(-0.9, len(MIA_VARIANTS) - 0.8)
         ax.invert_yaxis()
-        ax.set(ylabel="rank (1 = most forgetting)", title=TASK_LABELS.get(task, task))
+        ax.set(ylabel="rank (1 = most forgetting)", title=(labels or TASK_LABELS).get(task, task))
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
 
 
-def plot_combination(table: pd.DataFrame):
+def plot_combination(table: pd.DataFrame, labels: Mapping[str, str] | None = None):
     """Per task: forget accuracy on the whole forget set and wall time of each front-end method
     with the full forget set and with the part each scorer selected (mean, bars: std)."""
     import matplotlib.pyplot as plt
@@ -491,7 +500,7 @@ def plot_combination(table: pd.DataFrame):
             ax = axes[row][col]
             sns.barplot(data=part.assign(FA=100 * part["FA"]), x="label", y=y, hue="front_end", hue_order=order,
                         errorbar="sd", ax=ax)
-            ax.set(xlabel="", ylabel=ylabel, title=TASK_LABELS.get(task, task) if row == 0 else "")
+            ax.set(xlabel="", ylabel=ylabel, title=(labels or TASK_LABELS).get(task, task) if row == 0 else "")
             ax.legend(fontsize=7, title=None)
     fig.tight_layout()
     return fig

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 from ..config import check_range
 from ..methods import available_methods, get_method
 from .harness import Grid
+from .tasks import protocol_changes, task_changes
 
 PLUGIN_PREFIX = "unlearnkit_plugin_"
 
@@ -123,3 +124,15 @@ def check_scenario_knobs(*, forget_class=None, forget_fraction=None, forget_subj
     knobs = dict(forget_class=forget_class, forget_fraction=forget_fraction,
                  forget_subject_fraction=forget_subject_fraction, pool_size=pool_size)
     return {k: v for k, v in knobs.items() if v is not None}
+
+
+def profile_block(profile: str, chapter_rows: Sequence[Mapping], methods: Sequence[str] = (), *,
+                  tasks: tuple[str, ...] = ("cifar10", "faces")) -> list[dict]:
+    """Every line by which ``profile`` departs from the paper profile, each with its reason:
+    the chapter's block (``chN.profile_changes``), the shared ``tasks`` and the protocol
+    (:func:`.tasks.task_changes`, :func:`.tasks.protocol_changes`) and the defaults of each of
+    ``methods``. Rows ``{part, setting, value, paper, why}``; empty at ``paper``."""
+    rows = [*chapter_rows, *task_changes(profile, tasks), *protocol_changes(profile)]
+    for name in methods:
+        rows += get_method(name).config.changes(profile, f"method: {name}")
+    return rows

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
-from .base import (MethodConfig, RunContext, distill_kl, epoch_batches, param, passes, register,
+from .base import (BATCH_WHY, MethodConfig, RunContext, distill_kl, epoch_batches, param, passes, register,
                    reset_parameters, step)
 
 
@@ -30,7 +30,7 @@ class BadTeacherConfig(MethodConfig):
     epochs: float = param(1, smoke=3, low=0, low_open=True)
     """Passes over the forget set plus retain subset; fractions run that share of a pass."""
     lr: float = param(1e-3, smoke=0.01, low=0, low_open=True)
-    batch_size: int = param(256, cpu=128, smoke=32, low=1)
+    batch_size: int = param(256, cpu=128, smoke=32, low=1, why=BATCH_WHY)
     temperature: float = param(4.0, low=0, low_open=True)
     retain_fraction: float = param(0.3, low=0, high=1, low_open=True)
 

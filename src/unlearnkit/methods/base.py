@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import build_config, check_choice, check_profile, check_range
+from .. import dryrun
+from ..config import SMOKE_WHY, setting_text, build_config, check_choice, check_profile, check_range
 from ..data.core import RetainAccessError, Split, TensorSet
 from ..metrics import Timer
 from ..runtime import generator, resolve_device
@@ -54,16 +55,23 @@ from ..train import to_input
 
 _UNSET = object()
 
+BUDGET_WHY = ("used only outside a comparison: there the harness sets every pass count from the "
+              "budget rule, a fraction of the retrain's cost (harness.budget_settings)")
+BATCH_WHY = "twice the steps a pass of the paper's 256 on the cpu task's 20,000-image pool (a choice, not tuned)"
+LR_WHY = ("the cpu model is the small CNN, not ResNet-18; a comparison's tuning grid multiplies this "
+          "rate by 0.3, 1 and 3")
+
 
 def param(paper: Any, *, cpu: Any = _UNSET, smoke: Any = _UNSET, low: float | None = None,
           high: float | None = None, low_open: bool = False, high_open: bool = False,
-          choices: tuple | None = None):
+          choices: tuple | None = None, why: str | None = None):
     """A hyperparameter field: its ``paper`` default, optional ``cpu``/``smoke`` defaults
-    (``cpu`` falls back to ``paper``, ``smoke`` to ``cpu``) and its allowed range or choices."""
+    (``cpu`` falls back to ``paper``, ``smoke`` to ``cpu``), its allowed range or choices, and
+    ``why`` the ``cpu`` value departs from the paper's (required when it does; a test checks)."""
     cpu = paper if cpu is _UNSET else cpu
     smoke = cpu if smoke is _UNSET else smoke
     meta = {"profiles": {"paper": paper, "cpu": cpu, "smoke": smoke},
-            "range": (low, high, low_open, high_open), "choices": choices}
+            "range": (low, high, low_open, high_open), "choices": choices, "why": why}
     return field(default=paper, metadata=meta)
 
 
@@ -94,6 +102,21 @@ class MethodConfig:
                 for f in dataclasses.fields(cls)}
 
     @classmethod
+    def changes(cls, profile: str, part: str = "") -> list[dict]:
+        """Rows ``{part, setting, value, paper, why}``: the defaults at ``profile`` that differ
+        from the paper's, each with its reason (``param(why=)``; ``smoke``-only values share
+        :data:`~unlearnkit.config.SMOKE_WHY`)."""
+        paper, here = cls.defaults("paper"), cls.defaults(profile)
+        rows = []
+        for f in dataclasses.fields(cls):
+            if here[f.name] == paper[f.name]:
+                continue
+            why = f.metadata.get("why") if here[f.name] == cls.defaults("cpu")[f.name] else SMOKE_WHY
+            rows.append({"part": part, "setting": f.name, "value": setting_text(here[f.name]),
+                         "paper": setting_text(paper[f.name]), "why": why})
+        return rows
+
+    @classmethod
     def for_profile(cls, profile: str, overrides: Mapping[str, Any] | None = None) -> "MethodConfig":
         """The profile's defaults with ``overrides``; unknown names, wrong types and
         out-of-range values raise before any work."""
@@ -105,10 +128,10 @@ class SGDConfig(MethodConfig):
     """Hyperparameters shared by the SGD-based methods (SalUn / Unlearn-Sparse conventions:
     momentum 0.9, weight decay 5e-4, batch 256). Methods override the defaults they change."""
 
-    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True, why=BUDGET_WHY)
     """Passes over the data; fractions run that share of a pass."""
     lr: float = param(0.01, low=0, low_open=True)
-    batch_size: int = param(256, cpu=128, smoke=32, low=1)
+    batch_size: int = param(256, cpu=128, smoke=32, low=1, why=BATCH_WHY)
     momentum: float = param(0.9, low=0, high=1, high_open=True)
     weight_decay: float = param(5e-4, low=0)
 
@@ -340,17 +363,17 @@ def as_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def passes(epochs: float) -> list[float]:
     """The passes of a run of ``epochs`` passes over the data, each as the share of a full pass
     it runs: ``floor(epochs)`` full passes, then the remainder if any (2.5 → ``[1, 1, 0.5]``,
-    0.75 → ``[0.75]``, 3 → ``[1, 1, 1]``, 0 → ``[]``)."""
+    0.75 → ``[0.75]``, 3 → ``[1, 1, 1]``, 0 → ``[]``); a dry run keeps the first."""
     whole = math.floor(epochs)
     rest = epochs - whole
-    return [1.0] * whole + ([rest] if rest > 0 else [])
+    return dryrun.unlearning_passes([1.0] * whole + ([rest] if rest > 0 else []))
 
 
 def pass_batches(n: int, batch_size: int, fraction: float = 1.0) -> int:
     """Batches in ``fraction`` of a pass over ``n`` samples: ``max(1, ⌈fraction · ⌈n / batch_size⌉⌉)``,
     the product less 1e-9 so that float error adds no batch (epochs 1.1 leave a fraction
-    0.10000000000000009: 1 of 10 batches, not 2)."""
-    return max(1, math.ceil(fraction * math.ceil(n / batch_size) - 1e-9))
+    0.10000000000000009: 1 of 10 batches, not 2); a dry run caps it (:mod:`unlearnkit.dryrun`)."""
+    return dryrun.unlearning_batches(max(1, math.ceil(fraction * math.ceil(n / batch_size) - 1e-9)))
 
 
 def epoch_batches(data: TensorSet, batch_size: int, gen: torch.Generator, device: torch.device,

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data.core import Split
 from ..models import last_layers, reinit_last_layers
-from .base import RunContext, SGDConfig, param, register
+from .base import BUDGET_WHY, LR_WHY, RunContext, SGDConfig, param, register
 from .finetune import finetune_loop
 
 
@@ -27,10 +27,12 @@ class CFkConfig(SGDConfig):
     cosine); 10 epochs and k = 2 are our choice [unverified: the notebooks' values are not recovered]."""
 
     k: int = param(2, low=1)
-    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Passes over the retain set; fractions run that share of a pass (the cosine schedule
     counts the started passes)."""
-    lr: float = param(1e-3, cpu=0.01, smoke=0.2, low=0, low_open=True)
+    lr: float = param(1e-3, cpu=0.01, smoke=0.2, low=0, low_open=True,
+                      why=LR_WHY)
     weight_decay: float = param(0.0, low=0)
 
     def check_model(self, model: nn.Module) -> None:
@@ -43,7 +45,8 @@ class EUkConfig(CFkConfig):
     """EU-k hyperparameters: as CF-k, with a larger learning rate at ``cpu`` because the
     re-initialised blocks start from scratch."""
 
-    lr: float = param(1e-3, cpu=0.05, smoke=0.1, low=0, low_open=True)
+    lr: float = param(1e-3, cpu=0.05, smoke=0.1, low=0, low_open=True,
+                      why=LR_WHY)
 
 
 def train_last_blocks(model: nn.Module, split: Split, cfg: CFkConfig, ctx: RunContext, desc: str) -> nn.Module:

@@ -16,14 +16,15 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
-from .base import RunContext, SGDConfig, epoch_batches, param, passes, register, sgd, step
+from .base import BUDGET_WHY, RunContext, SGDConfig, epoch_batches, param, passes, register, sgd, step
 
 
 @dataclass(frozen=True)
 class FinetuneConfig(SGDConfig):
     """FT hyperparameters; paper values from the Unlearn-Sparse / SalUn code (10 epochs, lr 0.01)."""
 
-    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Passes over the retain set; fractions run that share of a pass."""
     lr: float = param(0.01, smoke=0.1, low=0, low_open=True)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, param, register
+from .base import BUDGET_WHY, RunContext, SGDConfig, param, register
 from .finetune import finetune_loop
 
 
@@ -22,7 +22,8 @@ from .finetune import finetune_loop
 class L1SparseConfig(SGDConfig):
     """ℓ1-sparse hyperparameters: 10 epochs, lr 0.01 (SalUn README), γ = 5e-4 (Jia et al.) [unverified]."""
 
-    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Passes over the retain set; fractions run that share of a pass."""
     lr: float = param(0.01, smoke=0.1, low=0, low_open=True)
     l1: float = param(5e-4, smoke=1e-3, low=0)

@@ -22,7 +22,7 @@ from torch import nn
 from ..data.core import Split, TensorSet
 from ..sensitivity import (LOSS_TERMS, class_sensitivity_norms, draw_irrelevant_classes, mumis_loss,
                            stopping_ratio)
-from .base import MethodConfig, RunContext, as_input, param, pass_batches, passes, register
+from .base import BUDGET_WHY, MethodConfig, RunContext, as_input, param, pass_batches, passes, register
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class MuMisConfig(MethodConfig):
 
     lr: float = param(3e-3, low=0, low_open=True)
     delta: float | None = param(1.3, low=1, low_open=True)
-    max_epochs: float = param(20, cpu=15, smoke=5, low=0, low_open=True)
+    max_epochs: float = param(20, cpu=15, smoke=5, low=0, low_open=True,
+                              why=BUDGET_WHY)
     batch_size: int = param(128, smoke=32, low=1)
     momentum: float = param(0.0, low=0, high=1, high_open=True)
     terms: str = param("both", choices=LOSS_TERMS)

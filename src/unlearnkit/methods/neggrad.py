@@ -15,16 +15,19 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, endless_batches, epoch_batches, param, passes, register, sgd, step
+from .base import (BUDGET_WHY, LR_WHY, RunContext, SGDConfig, endless_batches, epoch_batches, param, passes, register,
+                   sgd, step)
 
 
 @dataclass(frozen=True)
 class NegGradConfig(SGDConfig):
     """NegGrad hyperparameters; paper values from the Unlearn-Sparse / SalUn README (5 epochs, lr 1e-4)."""
 
-    epochs: float = param(5, cpu=3, smoke=5, low=0, low_open=True)
+    epochs: float = param(5, cpu=3, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Passes over the forget set; fractions run that share of a pass."""
-    lr: float = param(1e-4, cpu=1e-3, smoke=2e-3, low=0, low_open=True)
+    lr: float = param(1e-4, cpu=1e-3, smoke=2e-3, low=0, low_open=True,
+                      why=LR_WHY)
 
 
 @register("neggrad", label="NegGrad", reference_retrain_epochs=160, config=NegGradConfig, needs_retain=False, passes=("epochs",), reference="thudi2022unrolling",
@@ -45,10 +48,14 @@ class NegGradPlusConfig(SGDConfig):
     """NegGrad+ hyperparameters. Paper values: Kurmanji et al.'s large-scale (CIFAR, ResNet)
     setting as restated by a secondary source (β = 0.9999, lr 0.01, 5 epochs) [unverified]."""
 
-    epochs: float = param(5, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(5, cpu=2, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Passes over the retain set; fractions run that share of a pass."""
     lr: float = param(0.01, smoke=0.02, low=0, low_open=True)
-    retain_weight: float = param(0.9999, cpu=0.99, smoke=0.9, low=0, high=1)
+    retain_weight: float = param(0.9999, cpu=0.99, smoke=0.9, low=0, high=1,
+                                 why=("the paper's 0.9999 gives the forget term a 10⁻⁴ share; 0.99 gives it a "
+                                      "say within the short cpu budget (a choice, not tuned: the grid varies only"
+                                      " the rate)"))
 
 
 @register("neggrad_plus", label="NegGrad+", reference_retrain_epochs=160, config=NegGradPlusConfig, needs_retain=True, passes=("epochs",),

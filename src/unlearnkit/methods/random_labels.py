@@ -16,16 +16,18 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, epoch_batches, param, passes, register, wrong_labels
+from .base import BUDGET_WHY, LR_WHY, RunContext, SGDConfig, epoch_batches, param, passes, register, wrong_labels
 
 
 @dataclass(frozen=True)
 class RandomLabelsConfig(SGDConfig):
     """RL hyperparameters; paper values from the SalUn README command (10 epochs, lr 0.1)."""
 
-    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True)
+    epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True,
+                          why=BUDGET_WHY)
     """Epochs (a forget pass then a retain pass); fractions run that share of both passes."""
-    lr: float = param(0.1, cpu=0.01, smoke=0.01, low=0, low_open=True)
+    lr: float = param(0.1, cpu=0.01, smoke=0.01, low=0, low_open=True,
+                      why=LR_WHY)
 
 
 def masked_sgd_step(optimizer: torch.optim.SGD, loss: torch.Tensor, params: list[nn.Parameter],

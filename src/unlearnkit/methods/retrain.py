@@ -24,6 +24,10 @@ from ..train import SCHEDULES, TrainConfig, train_model
 from .base import MethodConfig, RunContext, param, register, reset_parameters
 
 
+RETRAIN_WHY = ("a direct unlearn('retrain') call at cpu trains the small CNN with a one-cycle recipe; "
+               "the chapters retrain with their task's recipe (tasks.CIFAR10)")
+
+
 @dataclass(frozen=True)
 class RetrainConfig(MethodConfig):
     """The training recipe (fields of :class:`unlearnkit.train.TrainConfig`). Paper values:
@@ -31,16 +35,16 @@ class RetrainConfig(MethodConfig):
     flip); ``cpu`` and ``smoke`` follow the original models' recipes of
     :mod:`unlearnkit.experiments.tasks` for those profiles."""
 
-    epochs: int = param(160, cpu=8, smoke=4, low=1)
+    epochs: int = param(160, cpu=8, smoke=4, low=1, why=RETRAIN_WHY)
     batch_size: int = param(256, cpu=256, smoke=64, low=1)
-    lr: float = param(0.1, cpu=0.2, smoke=0.05, low=0, low_open=True)
+    lr: float = param(0.1, cpu=0.2, smoke=0.05, low=0, low_open=True, why=RETRAIN_WHY)
     momentum: float = param(0.9, low=0, high=1, high_open=True)
     weight_decay: float = param(5e-4, low=0)
-    schedule: str = param("multistep", cpu="onecycle", smoke="onecycle", choices=SCHEDULES)
-    milestones: tuple[int, ...] = param((91, 136), cpu=(), smoke=())
+    schedule: str = param("multistep", cpu="onecycle", smoke="onecycle", choices=SCHEDULES, why=RETRAIN_WHY)
+    milestones: tuple[int, ...] = param((91, 136), cpu=(), smoke=(), why=RETRAIN_WHY)
     gamma: float = param(0.1, low=0, high=1, low_open=True)
     augment: bool = param(True, smoke=False)
-    label_smoothing: float = param(0.0, cpu=0.1, smoke=0.0, low=0, high=1, high_open=True)
+    label_smoothing: float = param(0.0, cpu=0.1, smoke=0.0, low=0, high=1, high_open=True, why=RETRAIN_WHY)
 
     def train_config(self, seed: int) -> TrainConfig:
         """This recipe as a :class:`TrainConfig` seeded with ``seed`` (validates the schedule).

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split
-from .base import RunContext, SGDConfig, distill_kl, epoch_batches, param, passes, register, sgd, step
+from .base import LR_WHY, RunContext, SGDConfig, distill_kl, epoch_batches, param, passes, register, sgd, step
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class ScrubConfig(SGDConfig):
     """Epochs (a max-step pass then a min-step pass); fractions run that share of both passes."""
     max_steps: float = param(2, cpu=2, smoke=3, low=0)
     """Max-step passes over the forget set, in the first epochs; fractions run that share of a pass."""
-    lr: float = param(5e-4, cpu=2e-3, smoke=2e-3, low=0, low_open=True)
+    lr: float = param(5e-4, cpu=2e-3, smoke=2e-3, low=0, low_open=True,
+                      why=LR_WHY)
     batch_size: int = param(64, smoke=32, low=1)
     temperature: float = param(4.0, low=0, low_open=True)
     ce_weight: float = param(0.99, low=0)

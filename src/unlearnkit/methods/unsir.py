@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
-from .base import MethodConfig, RunContext, as_input, epoch_batches, param, passes, register, step
+from .base import BUDGET_WHY, LR_WHY, MethodConfig, RunContext, as_input, epoch_batches, param, passes, register, step
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,21 @@ class UnsirConfig(MethodConfig):
     [unverified for UNSIR]."""
 
     noise_per_class: int = param(32, smoke=16, low=1)
-    noise_steps: int = param(40, cpu=20, smoke=10, low=1)
+    noise_steps: int = param(40, cpu=20, smoke=10, low=1,
+                             why="half the noise-optimisation steps, for CPU time")
     noise_lr: float = param(0.1, low=0, low_open=True)
     noise_reg: float = param(0.1, low=0)
     impair_epochs: float = param(1, low=0, low_open=True)
     """Passes over the noise plus retain subset; fractions run that share of a pass."""
-    impair_lr: float = param(1e-3, cpu=0.01, smoke=0.02, low=0, low_open=True)
-    repair_epochs: float = param(2, cpu=1, smoke=2, low=0)
+    impair_lr: float = param(1e-3, cpu=0.01, smoke=0.02, low=0, low_open=True,
+                             why=LR_WHY)
+    repair_epochs: float = param(2, cpu=1, smoke=2, low=0,
+                                 why=BUDGET_WHY)
     """Passes over the retain subset (0: no repair); fractions run that share of a pass."""
-    repair_lr: float = param(1e-3, cpu=0.005, smoke=0.01, low=0, low_open=True)
-    batch_size: int = param(32, cpu=128, smoke=32, low=1)
+    repair_lr: float = param(1e-3, cpu=0.005, smoke=0.01, low=0, low_open=True,
+                             why=LR_WHY)
+    batch_size: int = param(32, cpu=128, smoke=32, low=1,
+                            why="4× fewer steps a pass than the paper's 32, for CPU time")
     retain_fraction: float = param(0.3, smoke=1.0, low=0, high=1, low_open=True)
 
 

@@ -1,0 +1,246 @@
+"""The dry run: a profile's exact code path on a few batches, to prove it runs before a GPU does.
+
+``-p dry_run=True`` turns it on for one chapter (:func:`enable`, called first in the kernel).
+Every function keeps its code path and only its sizes shrink:
+
+* every loaded dataset keeps a few images a class (faces: a subject) — :func:`shrink`;
+* every training stops after :attr:`DryRun.train_steps` optimizer steps, with the learning-rate
+  schedule computed over the full horizon (:func:`unlearnkit.train.train_model`);
+* every unlearning run makes at most one pass of at most one batch
+  (:func:`unlearnkit.methods.base.passes`, ``pass_batches``);
+* one seed, a one-point tuning grid, and each chapter's sizes cut by its ``DRY_RUN`` block;
+* the model and run caches live in a temporary folder, so nothing a dry run trains is ever
+  read as a real result, and every scorecard verdict is ``"dry run"``.
+
+Datasets the profile reads that are absent from the data root (CIFAR-100, MUFAC and RAF-DB on
+these machines) are written as small stand-ins *in the dataset's own on-disk format* into a
+temporary data root beside links to the real ones (:func:`standin_root`), so the real loaders
+run; the page names every stand-in.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import math
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Change, check_range
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The sizes of a dry run.
+
+    per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
+    fewer keeps all. per_subject: face images kept a subject. train_steps: optimizer steps of a
+    training. max_batches: batches of one unlearning pass. cache / data: the temporary cache
+    root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
+    """
+
+    per_class: int = 6
+    per_subject: int = 3
+    train_steps: int = 2
+    max_batches: int = 1
+    cache: str = ""
+    data: str = ""
+    standins: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        for name in ("per_class", "per_subject", "train_steps", "max_batches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"DryRun.{name} must be an int >= 1; got {value!r}")
+            check_range(f"DryRun.{name}", value, 1)
+
+
+_ACTIVE: DryRun | None = None
+
+
+def active() -> DryRun | None:
+    """The dry run of this process, or None (a real run)."""
+    return _ACTIVE
+
+
+def enable(on: bool = True, *, root=None, settings: DryRun | None = None) -> DryRun | None:
+    """Turn the dry run on (or off with ``on=False``) for this process; returns it.
+
+    Makes a temporary cache root and a temporary data root (:func:`standin_root` over ``root``)
+    and removes both at exit. A ``bool`` is required, so ``"False"`` from a command line is an
+    error rather than a dry run.
+    """
+    global _ACTIVE
+    if not isinstance(on, bool):
+        raise TypeError(f"dry_run must be True or False; got {on!r}")
+    if not on:
+        _ACTIVE = None
+        return None
+    base = Path(tempfile.mkdtemp(prefix="unlearnkit-dry-run-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    data, written = standin_root(root, base / "data")
+    _ACTIVE = replace(settings or DryRun(), cache=str(base / "cache"), data=str(data), standins=tuple(written))
+    return _ACTIVE
+
+
+def describe(run: DryRun) -> str:
+    """One paragraph for the page: what the dry run cut and which stand-ins it wrote."""
+    standins = ", ".join(run.standins) or "none"
+    return (f"**Dry run.** This page ran the profile's code path with every dataset cut to "
+            f"{run.per_class} samples a class ({run.per_subject} images a face subject), every training to "
+            f"{run.train_steps} steps, every unlearning run to {run.max_batches} batch, one seed and a one-point "
+            f"tuning grid. Its numbers prove that the code runs, nothing else; every verdict reads "
+            f"\"dry run\". Stand-ins written in the datasets' own formats: {standins}.")
+
+
+def changes(block: dict[str, Change], current: Any) -> dict[str, Change]:
+    """The lines of a chapter's ``DRY_RUN`` block that change ``current`` (a dict or dataclass);
+    empty when no dry run is active. Lines equal to the current value are dropped."""
+    if _ACTIVE is None:
+        return {}
+    get = current.get if isinstance(current, dict) else lambda name: getattr(current, name)
+    return {name: line for name, line in block.items() if get(name) != line.value}
+
+
+# ---------------------------------------------------------------------------- shrinking data
+
+def _per_label(labels: torch.Tensor, keep: int) -> torch.Tensor:
+    """Sorted indices of the first ``keep`` rows of every label (deterministic)."""
+    picked = [torch.nonzero(labels == value).squeeze(1)[:keep] for value in torch.unique(labels)]
+    return torch.cat(picked).sort().values
+
+
+def shrink(data: Any) -> Any:
+    """``data`` (ImageData, FaceData, TextData, MufacData) cut to the dry run's sizes; unchanged
+    in a real run. Images keep :attr:`DryRun.per_class` a class per part, faces
+    :attr:`DryRun.per_subject` a subject, texts ``per_class`` a class."""
+    if _ACTIVE is None:
+        return data
+    from .data.loaders import FaceData, TextData
+
+    if isinstance(data, TextData):
+        index = _per_label(data.y, _ACTIVE.per_class * 4).tolist()
+        return replace(data, texts=tuple(data.texts[i] for i in index), y=data.y[index])
+    if isinstance(data, FaceData):
+        index = _per_label(data.images.group, _ACTIVE.per_subject)
+        return replace(data, images=data.images.subset(index), sequence=data.sequence[index])
+    parts = {name: getattr(data, name) for name in ("train", "val", "test") if hasattr(data, name)}
+    return replace(data, **{name: part.subset(_per_label(part.y, _ACTIVE.per_class))
+                            for name, part in parts.items() if part is not None})
+
+
+def train_steps(total: int) -> int:
+    """Optimizer steps a training of ``total`` steps makes: all of them in a real run."""
+    return total if _ACTIVE is None else min(total, _ACTIVE.train_steps)
+
+
+def unlearning_batches(count: int) -> int:
+    """Batches of one unlearning pass of ``count`` batches: all of them in a real run."""
+    return count if _ACTIVE is None else min(count, _ACTIVE.max_batches)
+
+
+def unlearning_passes(passes: list[float]) -> list[float]:
+    """Passes of an unlearning run: all of them in a real run, the first one in a dry run."""
+    return passes if _ACTIVE is None else passes[:1]
+
+
+# ---------------------------------------------------------------------------- stand-in datasets
+
+def standin_root(root, folder: Path) -> tuple[Path, list[str]]:
+    """A data root at ``folder``: a link to every entry of the real data root ``root`` (it may
+    be absent), and a small stand-in for each of CIFAR-100, MUFAC and RAF-DB that is missing.
+    Returns ``(folder, names of the stand-ins written)``."""
+    from .data.faces import MUFAC_FOLDER, RAF_FOLDER
+    from .runtime import data_root
+
+    real = data_root(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    if real.is_dir():
+        for entry in real.iterdir():
+            (folder / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    written = []
+    for name, path, write in (("CIFAR-100", "cifar-100-python", write_cifar100),
+                              ("MUFAC", MUFAC_FOLDER, write_mufac), ("RAF-DB", RAF_FOLDER, write_rafdb)):
+        if not (folder / path).exists():
+            write(folder)
+            written.append(name)
+    return folder, written
+
+
+STANDIN_FINE = tuple("rocket" if i == 69 else f"fine_{i:02d}" for i in range(100))
+STANDIN_COARSE = tuple("vehicles_2" if i == 19 else f"coarse_{i:02d}" for i in range(20))
+
+
+def write_cifar100(root: Path, per_class: int = 3, seed: int = 0) -> Path:
+    """``root/cifar-100-python/{train,test,meta}`` in CIFAR-100's python pickle format: random
+    32×32 images, ``per_class`` a fine class, fine class ``i`` in superclass ``i % 20`` except
+    "rocket" (69) in "vehicles_2" (19), as in the real set."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    fine = np.repeat(np.arange(100), per_class)
+    coarse = np.where(fine == 69, 19, fine % 20)
+    for part in ("train", "test"):
+        entry = {"data": rng.integers(0, 256, size=(len(fine), 3072), dtype=np.uint8),
+                 "fine_labels": fine.tolist(), "coarse_labels": coarse.tolist()}
+        (folder / part).write_bytes(pickle.dumps(entry))
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": list(STANDIN_FINE),
+                                                "coarse_label_names": list(STANDIN_COARSE)}))
+    return folder
+
+
+def _write_image(path: Path, rng: np.random.Generator, size: int = 16, channels: int = 3) -> None:
+    from PIL import Image
+
+    pixels = rng.integers(0, 256, size=(size, size, channels), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(path)
+
+
+def write_mufac(root: Path, families: int = 12, per_family: int = 3, seed: int = 0) -> Path:
+    """MUFAC's folder (CSV ``family_id, age_class, image_path`` and an image folder per part)
+    with random 16×16 images (the loader resizes them); ``families`` families per part."""
+    from .data.faces import MUFAC_AGE_CLASSES, MUFAC_FOLDER, MUFAC_PARTS
+
+    rng = np.random.default_rng(seed)
+    folder = root / MUFAC_FOLDER
+    for p, (part, (csv_name, image_dir)) in enumerate(MUFAC_PARTS.items()):
+        (folder / image_dir).mkdir(parents=True)
+        rows = []
+        for f in range(families):
+            for k in range(per_family):
+                name = f"F{p}{f:03d}_{k}.png"
+                _write_image(folder / image_dir / name, rng)
+                rows.append({"family_id": f"F{p}{f:03d}", "age_class": MUFAC_AGE_CLASSES[(f + k) % 8],
+                             "image_path": name})
+        with open(folder / csv_name, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["family_id", "age_class", "image_path"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return folder
+
+
+def write_rafdb(root: Path, per_class: int = 4, seed: int = 0) -> Path:
+    """RAF-DB's class-folder layout (``RAF_DB/{train,test}/{1..7}/*.jpg``) with random 16×16
+    grayscale images, ``per_class`` a class per part."""
+    from .data.faces import RAF_FOLDER
+
+    rng = np.random.default_rng(seed)
+    folder = root / RAF_FOLDER
+    for part in ("train", "test"):
+        for label in range(1, 8):
+            (folder / part / str(label)).mkdir(parents=True)
+            for k in range(per_class):
+                _write_image(folder / part / str(label) / f"{part}_{label}_{k}.jpg", rng, channels=1)
+    return folder
+
+
+def mufac_forget_count(train_size: int, count: int) -> int:
+    """MUFAC's forget count (the first ``count`` training rows), a third of a dry run's rows."""
+    return count if _ACTIVE is None else max(1, min(count, math.ceil(train_size / 3)))
