@@ -288,6 +288,8 @@ CASES = [
     pytest.param(run("mumis", n_seeds=0), ValueError, r"n_seeds=0 is out of range; allowed: \[1, inf\)",
                  id="runner-zero-seeds"),
     pytest.param(run("dlfd", n_seeds=2.5), TypeError, r"n_seeds must be an int >= 1 or None", id="runner-float-seeds"),
+    pytest.param(run("mumis", dry_run="yes"), TypeError, r"dry_run", id="runner-dry-run-not-a-bool"),
+    pytest.param(run("head-to-head", deterministic=1), TypeError, r"deterministic", id="runner-deterministic-not-a-bool"),
     pytest.param(run("mumis", forget_fraction=1.5), ValueError,
                  r"forget_fraction=1.5 is out of range; allowed: \(0, 1\)", id="runner-forget-fraction"),
     pytest.param(run("dlfd", forget_subject_fraction=0.0), ValueError,

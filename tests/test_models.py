@@ -6,7 +6,7 @@ import torch
 from unlearnkit.models import MODELS, build_model, last_layers, reinit_last_layers
 
 # (name, in_channels, image_size) small enough to run in well under a second each
-CASES = [("small_cnn", 3, 32), ("face_cnn", 1, 48), ("resnet18", 3, 16), ("resnet18_dlfd", 1, 16)]
+CASES = [("small_cnn", 3, 32), ("face_cnn", 1, 48), ("resnet18", 3, 16), ("resnet18_dlfd", 1, 32)]
 
 
 @pytest.mark.parametrize("name,channels,size", CASES)
@@ -83,3 +83,9 @@ def test_reinit_last_layers_changes_only_those_and_is_seeded():
     reinit_last_layers(again, 2, seed=3)
     for k in changed:
         torch.testing.assert_close(again.state_dict()[k], after[k])
+
+
+def test_dlfds_face_model_has_torchvisions_imagenet_stem():
+    stem = build_model("resnet18_dlfd", 8, in_channels=3, image_size=128).body.stem
+    assert stem[0].kernel_size == (7, 7) and stem[0].stride == (2, 2) and isinstance(stem[-1], torch.nn.MaxPool2d)
+    assert build_model("resnet18", 10, image_size=32).body.stem[0].kernel_size == (3, 3)

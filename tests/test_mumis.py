@@ -124,3 +124,16 @@ def test_bad_hyperparameters_are_refused_before_any_work():
     with pytest.raises(ValueError, match="terms"):
         MuMisConfig.for_profile("cpu", {"terms": "max"})
     assert MuMisConfig.for_profile("cpu", {"delta": None}).delta is None
+
+
+def test_the_papers_rule_runs_over_the_whole_forget_set(trained):
+    model, split = trained
+    trace = run_mumis(copy_of(model), split.forget, 4, cfg(delta=1.0 + 1e-9, stop_on="forget_set", stop_every=2),
+                      ctx())
+    steps = [step for step, _ in trace.set_ratios]
+    assert steps == list(range(0, 2 * len(steps), 2))  # every stop_every steps, from w_0
+    assert trace.set_ratios[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert trace.stopped_by_rule and trace.set_ratios[-1][1] > 1.0 + 1e-9
+    assert all(r <= 1.0 + 1e-9 for _, r in trace.set_ratios[:-1])
+    assert len(trace.ratios) == len(trace.losses)  # the batch ratio is still recorded at every step
+    assert MuMisConfig.defaults("paper")["stop_on"] == "forget_set"

@@ -7,7 +7,8 @@ Every function keeps its code path and only its sizes shrink:
 * every training stops after :attr:`DryRun.train_steps` optimizer steps, with the learning-rate
   schedule computed over the full horizon (:func:`unlearnkit.train.train_model`);
 * every unlearning run makes at most one pass of at most one batch
-  (:func:`unlearnkit.methods.base.passes`, ``pass_batches``);
+  (:func:`unlearnkit.methods.base.passes`, ``pass_batches``), and its inner loops at most
+  ``train_steps`` iterations (:func:`steps`);
 * one seed, a one-point tuning grid, and each chapter's sizes cut by its ``DRY_RUN`` block;
 * the model and run caches live in a temporary folder, so nothing a dry run trains is ever
   read as a real result, and every scorecard verdict is ``"dry run"``.
@@ -46,7 +47,7 @@ class DryRun:
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
     """
 
-    per_class: int = 6
+    per_class: int = 12
     per_subject: int = 3
     train_steps: int = 2
     max_batches: int = 1
@@ -141,6 +142,12 @@ def train_steps(total: int) -> int:
     return total if _ACTIVE is None else min(total, _ACTIVE.train_steps)
 
 
+def steps(count: int) -> int:
+    """Iterations of a method's inner loop (UNSIR's noise steps, DLFD's perturbation steps):
+    all of them in a real run, at most :attr:`DryRun.train_steps` in a dry run."""
+    return count if _ACTIVE is None else min(count, _ACTIVE.train_steps)
+
+
 def unlearning_batches(count: int) -> int:
     """Batches of one unlearning pass of ``count`` batches: all of them in a real run."""
     return count if _ACTIVE is None else min(count, _ACTIVE.max_batches)
@@ -178,14 +185,15 @@ STANDIN_FINE = tuple("rocket" if i == 69 else f"fine_{i:02d}" for i in range(100
 STANDIN_COARSE = tuple("vehicles_2" if i == 19 else f"coarse_{i:02d}" for i in range(20))
 
 
-def write_cifar100(root: Path, per_class: int = 3, seed: int = 0) -> Path:
+def write_cifar100(root: Path, per_class: int = 4, forgotten: int = 12, seed: int = 0) -> Path:
     """``root/cifar-100-python/{train,test,meta}`` in CIFAR-100's python pickle format: random
-    32×32 images, ``per_class`` a fine class, fine class ``i`` in superclass ``i % 20`` except
+    32×32 images, ``per_class`` a fine class (``forgotten`` of "rocket", the sub-class the book
+    forgets, so its attacks have samples), fine class ``i`` in superclass ``i % 20`` except
     "rocket" (69) in "vehicles_2" (19), as in the real set."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
-    fine = np.repeat(np.arange(100), per_class)
+    fine = np.repeat(np.arange(100), [forgotten if i == 69 else per_class for i in range(100)])
     coarse = np.where(fine == 69, 19, fine % 20)
     for part in ("train", "test"):
         entry = {"data": rng.integers(0, 256, size=(len(fine), 3072), dtype=np.uint8),

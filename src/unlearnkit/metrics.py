@@ -112,21 +112,27 @@ def _binary_set(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray
 
 @single_threaded
 def mia_loss_logreg(member_losses, nonmember_losses, *, n_splits: int = 10, test_size: float = 0.1,
-                    seed: int = 0) -> float:
+                    seed: int = 0, balanced: bool = True) -> float:
     """DLFD's MIA: cross-validated accuracy of a logistic regression that tells members by their loss.
 
     member_losses:    ``[N1]`` CE losses of the forget set (label 1).
     nonmember_losses: ``[N0]`` CE losses of unseen or test data (label 0).
-    The larger side is subsampled to the smaller (seeded). Accuracy is averaged over
+    ``balanced`` (default): the larger side is subsampled to the smaller (seeded), so 0.5 = the
+    attacker cannot tell and 1 = fully separable. ``balanced=False`` keeps both sides whole, as
+    DLFD's released monitor does: chance is then the larger side's share (RAF-DB's 3,314 forget
+    against 1,227 validation losses: 0.73). Accuracy is averaged over
     ``StratifiedShuffleSplit(n_splits, test_size)`` folds; ``test_size=0.1`` is sklearn's default,
-    which DLFD's ``simple_mia`` uses. 0.5 = the attacker cannot tell; 1 = fully separable.
+    which DLFD's ``simple_mia`` uses.
     """
     check_range("n_splits", n_splits, 1)
     check_range("test_size", test_size, 0, 1, low_open=True, high_open=True)
-    members, nonmembers = balance(_as_feature(member_losses, "member_losses"),
-                                  _as_feature(nonmember_losses, "nonmember_losses"), seed)
-    n_test = math.ceil(test_size * 2 * len(members))
-    if n_test < 2 or 2 * len(members) - n_test < 2:
+    members, nonmembers = _as_feature(member_losses, "member_losses"), _as_feature(nonmember_losses, "nonmember_losses")
+    if balanced:
+        members, nonmembers = balance(members, nonmembers, seed)
+    elif min(len(members), len(nonmembers)) < 2:
+        raise ValueError(f"too few samples: {len(members)} members, {len(nonmembers)} non-members; need 2 a side")
+    n_test = math.ceil(test_size * (len(members) + len(nonmembers)))
+    if n_test < 2 or len(members) + len(nonmembers) - n_test < 2:
         raise ValueError(f"too few samples for a stratified split: {len(members)} per side after balancing "
                          f"with test_size={test_size}; need at least {math.ceil(1 / test_size)} per side")
     x, y = _binary_set(members, nonmembers)

@@ -129,9 +129,15 @@ def conv_body(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
     ))
 
 
-def _resnet18_body(in_channels: int) -> nn.Sequential:
-    """torchvision's ResNet-18 with the CIFAR stem: 3x3 conv stride 1, no max-pool."""
+def _resnet18_body(in_channels: int, stem: str = "cifar") -> nn.Sequential:
+    """torchvision's ResNet-18 with the CIFAR stem (3x3 conv stride 1, no max-pool) or, for
+    ``stem="imagenet"``, torchvision's own (7x7 conv stride 2, 3x3 max-pool stride 2)."""
     net = tv_resnet18(num_classes=1)
+    if stem == "imagenet":
+        conv = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        return nn.Sequential(OrderedDict(stem=nn.Sequential(conv, net.bn1, net.relu, net.maxpool), layer1=net.layer1,
+                                         layer2=net.layer2, layer3=net.layer3, layer4=net.layer4))
     conv = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision inits its convs
     stem = nn.Sequential(conv, net.bn1, net.relu)
@@ -173,12 +179,13 @@ def _build_resnet18(num_classes, in_channels, image_size):
 
 
 def _build_resnet18_dlfd(num_classes, in_channels, image_size):
-    """ResNet-18 (CIFAR stem) with DLFD's head 512→256→128→C, ReLU and dropout 0.5 between."""
-    _check_min_size("resnet18_dlfd", image_size, 8)
+    """DLFD's face model: ResNet-18 with torchvision's ImageNet stem (its 128×128 faces are
+    downsampled 32×) and DLFD's head 512→256→128→C, ReLU and dropout 0.5 between."""
+    _check_min_size("resnet18_dlfd", image_size, 32)
     head = nn.Sequential(nn.Linear(512, 256), nn.ReLU(inplace=True), nn.Dropout(0.5),
                          nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Dropout(0.5),
                          nn.Linear(128, num_classes))
-    return _resnet18_body(in_channels), _global_avg_pool(), head
+    return _resnet18_body(in_channels, stem="imagenet"), _global_avg_pool(), head
 
 
 # name -> builder(num_classes, in_channels, image_size) -> (body, pool, head)

@@ -171,6 +171,7 @@ PARAMETER_CHECKS = {
     "pool_size": _check_scenario_knob,
     "device": _check_device,
     "dry_run": lambda name, value, _: _check_bool(name, value),
+    "deterministic": lambda name, value, _: _check_bool(name, value),
     "seed": lambda name, value, _: check_range(name, value, 0),
     "data_root": _check_data_root,
     "*_budget": lambda name, value, _: check_range(name, value, 0, 1, low_open=True),
@@ -307,6 +308,12 @@ def chapter_failure(stem: str, err) -> ChapterFailed:
                          f"{err.ename}: {err.evalue}")
 
 
+def run_folder(root: Path, profile: str, overrides: dict[str, Any]) -> Path:
+    """``_build/runs/<profile>``, or ``_build/runs/<profile>-dry-run`` for ``dry_run=True``: a dry
+    run never overwrites a real run's notebooks and results."""
+    return root / "_build" / "runs" / (f"{profile}-dry-run" if overrides.get("dry_run") is True else profile)
+
+
 def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] | None = None,
                 out: Path | None = None, root: Path | None = None, log_output: bool = False,
                 echo: bool = False) -> RunResult:
@@ -333,8 +340,7 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
                                 for p in overrides["plugins"]]
     check_overrides(defaults, overrides)
     check_parameter_values(defaults, overrides, path.parent)
-    dry = overrides.get("dry_run") is True
-    out = Path(out or root / "_build" / "runs" / (f"{profile}-dry-run" if dry else profile)).resolve()
+    out = Path(out or run_folder(root, profile, overrides)).resolve()
     notebook_out = out / "chapters" / f"{path.stem}.ipynb"
     results_out = out / "results" / f"{path.stem}.json"
     for folder in (notebook_out.parent, results_out.parent):
@@ -480,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", default="cpu", choices=PROFILES)
         p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                        help="override a notebook parameter (repeatable)")
-        p.add_argument("--out", type=Path, default=None, help="run folder (default _build/runs/PROFILE)")
+        p.add_argument("--out", type=Path, default=None,
+                       help="run folder (default _build/runs/PROFILE, or PROFILE-dry-run with -p dry_run=True)")
     sub.add_parser("list", help="list the chapters in reading order")
     args = parser.parse_args(argv)
     try:
@@ -499,7 +506,7 @@ def _dispatch(args) -> int:
         print("\n".join(toc_chapters(root)))
         return 0
     overrides = dict(parse_override(p) for p in args.param)
-    out = (args.out or root / "_build" / "runs" / args.profile).resolve()
+    out = (args.out or run_folder(root, args.profile, overrides)).resolve()
     if args.command == "run":
         result = run_chapter(args.chapter, profile=args.profile, overrides=overrides, out=out, root=root)
         print(json.dumps({"notebook": str(result.notebook), "results": str(result.results),

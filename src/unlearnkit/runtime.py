@@ -58,6 +58,23 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+CUBLAS_WORKSPACE = ":4096:8"
+"""The cuBLAS workspace setting deterministic CUDA matrix products need (PyTorch's reproducibility notes)."""
+
+
+def deterministic(on: bool = True) -> bool:
+    """Make torch refuse nondeterministic kernels (``torch.use_deterministic_algorithms``) and
+    set ``CUBLAS_WORKSPACE_CONFIG`` so CUDA matrix products repeat bit for bit; ``on=False``
+    turns the check off again. An op without a deterministic kernel then raises instead of
+    varying silently. Returns ``on``; anything but a bool is an error."""
+    if not isinstance(on, bool):
+        raise TypeError(f"deterministic must be True or False; got {on!r}")
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(on)
+    return on
+
+
 def generator(seed: int) -> torch.Generator:
     """A fresh CPU ``torch.Generator`` seeded with ``seed`` (no global state touched)."""
     return torch.Generator().manual_seed(int(seed))

@@ -21,7 +21,8 @@ from .base import BUDGET_WHY, LR_WHY, RunContext, SGDConfig, epoch_batches, para
 
 @dataclass(frozen=True)
 class RandomLabelsConfig(SGDConfig):
-    """RL hyperparameters; paper values from the SalUn README command (10 epochs, lr 0.1)."""
+    """RL hyperparameters: 10 epochs as in the SalUn README's RL command; lr 0.1 is that README's
+    rate before April 2024 for SalUn, and RL's own rate is not stated there [unverified]."""
 
     epochs: float = param(10, cpu=2, smoke=5, low=0, low_open=True,
                           why=BUDGET_WHY)

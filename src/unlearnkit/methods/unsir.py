@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.core import Split, TensorSet
+from .. import dryrun
 from .base import BUDGET_WHY, LR_WHY, MethodConfig, RunContext, as_input, epoch_batches, param, passes, register, step
 
 
@@ -59,7 +60,7 @@ def error_maximising_noise(model: nn.Module, target: int, shape: tuple[int, ...]
     optimizer = torch.optim.Adam([z], lr=cfg.noise_lr)
     labels = torch.full((shape[0],), target, dtype=torch.long, device=device)
     model.eval()
-    for _ in range(cfg.noise_steps):
+    for _ in range(dryrun.steps(cfg.noise_steps)):
         loss = -F.cross_entropy(model(0.5 + 0.5 * z), labels) + cfg.noise_reg * z.square().sum((1, 2, 3)).mean()
         step(optimizer, loss)
     return (0.5 + 0.5 * z).detach().cpu()
