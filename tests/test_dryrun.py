@@ -1,11 +1,12 @@
 """The dry run: sizes cut, code paths kept, caches kept apart, stand-ins the real loaders read."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from unlearnkit import dryrun, runtime
+from unlearnkit import dryrun, runner, runtime
 from unlearnkit.data import load_cifar100, make_split
 from unlearnkit.data.core import TensorSet
 from unlearnkit.data.faces import load_mufac, load_rafdb, mufac_split, rafdb_split
@@ -78,3 +79,21 @@ def test_every_verdict_of_a_dry_run_says_so(dry):
     row = rec.score("r", "a claim", paper=1.0, values=[1.0, 1.0], fact="mumis.table1.cifar100.speedup")
     assert row["verdict"] == "dry run" and rec.save()["dry_run"] is True
     assert json.loads(json.dumps(rec.results))["dry_run"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_PATHS = {"02_dlfd": ("face_source", "mufac"), "03_mumis": ("problems", ["full_class", "random_subset", "sub_class"])}
+"""What proves the paper path ran: MUFAC's released split (a stand-in here) and CIFAR-20's sub-class problem."""
+
+
+@pytest.mark.parametrize("chapter", runner.toc_chapters(ROOT))
+def test_every_chapters_paper_path_runs_as_a_dry_run(chapter, tmp_path):
+    result = runner.run_chapter(chapter, profile="paper", overrides={"dry_run": True, "device": "cpu"},
+                                out=tmp_path, root=ROOT)
+    saved = json.loads(result.results.read_text())
+    assert saved["dry_run"] is True and saved["profile"] == "paper"
+    assert saved["scorecard"] and all(row["verdict"] == "dry run" for row in saved["scorecard"])
+    assert "**Dry run.**" in result.notebook.read_text()
+    if chapter in PAPER_PATHS:
+        name, value = PAPER_PATHS[chapter]
+        assert saved["config"]["chapter"][name] == value

@@ -152,3 +152,12 @@ def test_original_seed_pairs_another_seeds_original_with_this_split(problems):
     assert pair.key["split"] == s0.key["split"]
     rows = harness.reference_rows(pair, device="cpu", retain_eval=None)
     assert [(r["seed"], r["original_seed"]) for r in rows] == [(0, 1), (0, 1)]
+
+
+def test_timing_a_cached_retrain_works_with_a_step_schedule():
+    """The paper recipe steps its rate at epochs 91 and 136: one timed epoch must not inherit them."""
+    task = replace(tasks.cifar10_task("smoke"), train=replace(tasks.cifar10_task("smoke").train, epochs=4,
+                                                               schedule="multistep", milestones=(2, 3)))
+    split = task.split("full_class", seed=0, forget_class=0)
+    seconds = tasks.retrain_seconds_this_run(task, split, 0, {"hit": True, "train_seconds": 0.0}, device="cpu")
+    assert seconds > 0

@@ -181,6 +181,7 @@ PARAMETER_CHECKS = {
     "profile": None,          # set by the runner, checked by check_profile
     "results_path": None,     # set by the runner
     "benchmarks_path": None,  # an absent file is shown as "never measured"
+    "gpu_check_path": None,   # an absent file (or a CPU run of the check) is shown as "no GPU figure"
 }
 
 

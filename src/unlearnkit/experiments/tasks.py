@@ -300,7 +300,7 @@ def retrain_seconds_this_run(task: ImageTask, split: Split, seed: int, info: dic
     """
     if not info["hit"]:
         return float(info["train_seconds"])
-    cfg = replace(task.train, seed=seed, epochs=1)
+    cfg = replace(task.train, seed=seed, epochs=1, schedule="constant", milestones=())  # the time, not the rate
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = _build(task, split.num_classes, split.retain.x[0])

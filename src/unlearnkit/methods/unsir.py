@@ -29,9 +29,12 @@ from .base import BUDGET_WHY, LR_WHY, MethodConfig, RunContext, as_input, epoch_
 
 @dataclass(frozen=True)
 class UnsirConfig(MethodConfig):
-    """UNSIR hyperparameters. Paper values: DLFD's baseline (noise 5×8 Adam steps at lr 0.1,
-    λ = 0.1; 1 impair and 2 repair epochs, Adam lr 1e-3, batch 32); the original UNSIR code
-    used impair lr 0.02 and repair lr 0.01. The 30% retain subset follows the Bad Teacher code
+    """UNSIR hyperparameters. Reference: DLFD's baseline, whose tables this method is compared
+    with (noise 5×8 Adam steps at lr 0.1, λ = 0.1; 1 impair and 2 repair epochs, Adam lr 1e-3,
+    batch 32), run on the algorithm of the UNSIR paper (noise per forget class, impair on noise
+    plus a retain subset, repair on that subset). The original code's settings (250 noise steps,
+    the noise batch replicated ×80, 500 retain samples a class, impair and repair one epoch at
+    lr 1e-4) are a ``method_overrides`` away. The 30% retain subset follows the Bad Teacher code
     [unverified for UNSIR]."""
 
     noise_per_class: int = param(32, smoke=16, low=1)
