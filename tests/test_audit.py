@@ -283,10 +283,10 @@ def test_shadow_plan_is_seeded_and_extends():
 def test_shadows_are_deterministic(tiny_shadows):
     shadows, build, recipe = tiny_shadows
     pool, test, plan = memorising_pool()
-    small = audit.ShadowPlan(plan.halves[:2], plan.targets, plan.seed)
-    again = audit.train_shadows(pool, small, build, recipe, test=test, num_classes=4, device="cpu")
-    for i in range(2):
-        for p, q in zip(shadows.originals[i].state_dict().values(), again.originals[i].state_dict().values()):
+    first = audit.ShadowPlan(plan.halves[:1], plan.targets, plan.seed)
+    again = audit.train_shadows(pool, first, build, recipe, test=test, num_classes=4, device="cpu")
+    for trained, retrained in ((shadows.originals[0], again.originals[0]), (shadows.retrained[0], again.retrained[0])):
+        for p, q in zip(trained.state_dict().values(), retrained.state_dict().values()):
             assert torch.equal(p, q)
 
 
@@ -345,3 +345,32 @@ def test_every_profile_has_valid_sizes():
         cfg = xa.sizes(profile)
         assert cfg.n_shadows >= (16 if profile != "smoke" else 2) and max(cfg.curve) == cfg.n_shadows
     assert xa.sizes("cpu").n_shadows >= 16
+
+
+def test_relearn_probe_rows_cover_the_picked_models_and_are_cached(toys, tmp_path, monkeypatch):
+    from unlearnkit.experiments.harness import Problem
+
+    split, planted_model, absent_model = toys
+    problem = Problem(task="toy", scenario="random_subset", seed=0, split=split, original=planted_model,
+                      retrained=absent_model, retrain_seconds=1.0, retrain_epochs=1, models=[], key={"toy": 1})
+    rows = pd.DataFrame([{"problem": problem.name, "task": "toy", "scenario": "random_subset", "seed": 0,
+                          "method": m, "label": m.title(), "pick": "reference", "run_path": ""}
+                         for m in ("original", "retrain")])
+    cfg = xa.sizes("smoke", relearn_steps=20, relearn_lr=0.1, relearn_k=8)
+    table = xa.relearn_probe_rows([problem], rows, profile="smoke", device="cpu", cfg=cfg, cache_dir=tmp_path)
+    assert list(table["method"]) == ["original", "retrain"]
+    assert set(xa.KEYS) | {"relearn_fa", "relearn_fa_k", "probe_fa", "fa_before"} <= set(table)
+    kept, retrained = table.set_index("method").loc[["original", "retrain"], "probe_fa"]
+    assert kept > 0.9 > 0.75 > retrained                                   # the planted and the absent feature
+    monkeypatch.setattr(audit, "relearn_test", _no_training)               # a rebuild reads the cache
+    pd.testing.assert_frame_equal(table, xa.relearn_probe_rows([problem], rows, profile="smoke", device="cpu",
+                                                               cfg=cfg, cache_dir=tmp_path))
+
+
+def test_shadow_runs_take_the_rule_pick_on_the_random_subset_and_the_shadow_budget():
+    rows = pd.DataFrame([
+        {"method": "finetune", "pick": "rule", "scenario": "full_class", "settings": '{"lr": 0.03}'},
+        {"method": "finetune", "pick": "rule", "scenario": "random_subset", "settings": '{"lr": 0.003}'},
+        {"method": "finetune", "pick": "grid", "scenario": "random_subset", "settings": '{"lr": 0.3}'}])
+    settings = xa._method_settings(rows, "finetune", retrain_epochs=8)
+    assert settings == {"epochs": 0.5, "lr": 0.003}                         # FT: 10 of 160 epochs, scaled to 8

@@ -487,17 +487,21 @@ def relearn_split(forget: TensorSet, k: int, seed: int) -> tuple[TensorSet, Tens
 
 
 def relearn_test(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: int, k: int, seed: int,
-                 device) -> dict:
+                 device, max_eval: int | None = None) -> dict:
     """Forget accuracy after relearning, two ways, both on the forget samples not relearnt.
 
     ``relearn_fa``: ``steps`` steps on the retain set only. ``relearn_fa_k``: the same steps
     with ``k`` forget samples in every batch beside the retain samples (so the model cannot
     score by predicting their label everywhere). Both are measured on the forget set less those
-    ``k`` samples (:func:`relearn_split`, seeded), as is ``fa_before``. Give the retrained
-    model the same test: the gap between the two is what the unlearned model still remembers.
+    ``k`` samples (:func:`relearn_split`, seeded; at most ``max_eval`` of them, a seeded
+    subsample), as is ``fa_before``. Give the retrained model the same test: the gap between
+    the two is what the unlearned model still remembers.
     """
     check_relearn(steps, lr, batch_size, k, len(split.forget))
+    if max_eval is not None:
+        _check_int("max_eval", max_eval, 1)
     shown, rest = relearn_split(split.forget, k, seed)
+    rest = at_most(rest, max_eval, seed)
     out = {"fa_before": _acc(model, rest, device)}
     for name, extra in (("relearn_fa", None), ("relearn_fa_k", shown)):
         relearnt = relearn(model, split.retain, steps=steps, lr=lr, batch_size=batch_size, seed=seed, device=device,
@@ -524,18 +528,21 @@ def probe_data(split: Split) -> TensorSet:
 
 
 def probe_fa(model: nn.Module, split: Split, *, device, seed: int = 0, max_train: int | None = None,
-             C: float = 1.0) -> float:
+             max_eval: int | None = None, C: float = 1.0) -> float:
     """Forget accuracy of a linear probe on ``model``'s frozen penultimate features.
 
     A logistic regression (standardised features, ``C``) is trained on :func:`probe_data`
-    (at most ``max_train`` samples, seeded) and scored on ``split.forget``: how much of the
-    forget set's labels the features still carry, whatever the head says.
+    (at most ``max_train`` samples, seeded) and scored on ``split.forget`` (at most
+    ``max_eval`` of it, seeded): how much of the forget set's labels the features still carry,
+    whatever the head says.
     """
-    if max_train is not None:
-        _check_int("probe max_train", max_train, 2)
+    for name, value in (("probe max_train", max_train), ("probe max_eval", max_eval)):
+        if value is not None:
+            _check_int(name, value, 2)
     train = at_most(probe_data(split), max_train, seed)
-    feats = [penultimate_features(model, d, device=device, dtype=torch.float32).numpy() for d in (train, split.forget)]
-    return _probe(feats[0], train.y.numpy(), feats[1], split.forget.y.numpy(), C, seed)
+    forget = at_most(split.forget, max_eval, seed)
+    feats = [penultimate_features(model, d, device=device, dtype=torch.float32).numpy() for d in (train, forget)]
+    return _probe(feats[0], train.y.numpy(), feats[1], forget.y.numpy(), C, seed)
 
 
 @single_threaded

@@ -58,10 +58,11 @@ class AuditSizes:
     retrained model); n_targets: target examples of the pool (each shadow forgets those in its
     half, about half of them). curve: the shadow counts of the score-against-N curve.
     ulira_seeds: how many of the comparison's seeds get their own shadows (None: all).
-    ulira_methods: the methods attacked (None: every compared method; ``original``, the
-    untouched model, is always attacked, at no training cost). relearn_*: the relearning
+    ulira_methods: the methods attacked (None: every compared method but ``ulira_skip``;
+    ``original``, the untouched model, is always attacked, at no training cost). relearn_*: the relearning
     budget (SGD steps, learning rate, batch size) and the forget samples shown (k).
-    probe_max_train: cap on the probe's training set.
+    probe_max_train: cap on the probe's training set. max_eval: cap on the forget samples
+    the relearning and the probe are scored on (seeded; None = all).
     """
 
     task: ImageTask
@@ -70,18 +71,20 @@ class AuditSizes:
     curve: tuple[int, ...]
     ulira_seeds: int | None
     ulira_methods: tuple[str, ...] | None
+    ulira_skip: tuple[str, ...]
     relearn_steps: int
     relearn_lr: float
     relearn_batch: int
     relearn_k: int
     probe_max_train: int | None
+    max_eval: int | None = None
 
     def __post_init__(self):
         audit.check_n_shadows(self.n_shadows)
         for n in self.curve:
             audit._check_int("curve point", n, 2, self.n_shadows, " (the shadows trained)")
         audit.check_relearn(self.relearn_steps, self.relearn_lr, self.relearn_batch, self.relearn_k)
-        for name in self.ulira_methods or ():
+        for name in (*(self.ulira_methods or ()), *self.ulira_skip):
             if name != "original":
                 get_method(name)
 
@@ -92,25 +95,42 @@ def _shadow_task(dataset: str, model: str, pool: int | None, epochs: int, batch:
 
 
 SIZES = {
+    # smoke: the synthetic images (12 per class, 16x16), one seed, FT only: the suite's check
+    # that every step runs (about 15 s on 2 cores), not a measurement.
     "smoke": AuditSizes(
         task=_shadow_task("synthetic-images", "small_cnn", None, 4, 32, 0.05,
                           load_kw={"n_per_class": 12, "size": 16}),
-        n_shadows=16, n_targets=40, curve=(4, 8, 16), ulira_seeds=1, ulira_methods=("finetune",),
-        relearn_steps=5, relearn_lr=0.01, relearn_batch=32, relearn_k=4, probe_max_train=None),
+        n_shadows=16, n_targets=40, curve=(4, 8, 16), ulira_seeds=1, ulira_methods=("finetune",), ulira_skip=(),
+        relearn_steps=5, relearn_lr=0.01, relearn_batch=32, relearn_k=4, probe_max_train=None, max_eval=None),
+    # cpu: see MEASURED. A 1,000-image pool (shadows train on 500) memorises enough for the
+    # attack to see the original (AUC 0.88); 200 targets give each held-out shadow about 100
+    # forget samples, 1,600 non-member scores in all (so the TPR at 0.1 % FPR rests on about
+    # two false positives). UNSIR is left out: its noise step cost 190 s a seed on the shadows,
+    # more than every other method together.
     "cpu": AuditSizes(
-        task=_shadow_task("cifar10", "small_cnn", 2000, 8, 64, 0.1, max_test=1000),
-        n_shadows=16, n_targets=200, curve=(4, 8, 12, 16), ulira_seeds=None, ulira_methods=None,
-        relearn_steps=20, relearn_lr=0.01, relearn_batch=64, relearn_k=16, probe_max_train=2000),
+        task=_shadow_task("cifar10", "small_cnn", 1000, 8, 64, 0.1, max_test=1000),
+        n_shadows=16, n_targets=200, curve=(4, 8, 12, 16), ulira_seeds=2, ulira_methods=None, ulira_skip=("unsir",),
+        relearn_steps=25, relearn_lr=0.02, relearn_batch=64, relearn_k=16, probe_max_train=1000, max_eval=500),
+    # paper: not run here; a larger pool, ResNet-18 and Hayes et al.'s order of shadows.
     "paper": AuditSizes(
         task=_shadow_task("cifar10", "resnet18", 10_000, 30, 128, 0.1),
-        n_shadows=64, n_targets=1000, curve=(8, 16, 32, 64), ulira_seeds=None, ulira_methods=None,
-        relearn_steps=200, relearn_lr=0.01, relearn_batch=128, relearn_k=64, probe_max_train=None),
+        n_shadows=64, n_targets=1000, curve=(8, 16, 32, 64), ulira_seeds=None, ulira_methods=None, ulira_skip=(),
+        relearn_steps=200, relearn_lr=0.01, relearn_batch=128, relearn_k=64, probe_max_train=None, max_eval=None),
 }
-"""The audit's sizes per profile (see :class:`AuditSizes`). The measurements behind them are
+"""The audit's sizes per profile (see :class:`AuditSizes`); the measurements behind them are
 in :data:`MEASURED`."""
 
-MEASURED = ""
-"""What the sizes were chosen against (filled in below)."""
+MEASURED = {
+    "machine": "2 cores shared with another build (load average 2-3), OMP_WAIT_POLICY=PASSIVE",
+    "cpu shadow pair, CIFAR-10 pool 2,000, small_cnn, 8 epochs, batch 64": "16.7 s (8.4 s a model); too slow for 16 x 3 seeds",
+    "cpu shadow pair, pool 2,000, face_cnn, 8 epochs, batch 128": "7.2 s, but 45 % train accuracy: the original's AUC was only 0.60",
+    "cpu shadow pair, pool 1,000, small_cnn, 8 epochs, batch 64 (chosen)": "7.6 s; 16 pairs 121 s; original's U-LiRA AUC 0.88",
+    "cpu methods on 16 shadows (default settings), seconds": "FT 7.1, NegGrad 2.6, NegGrad+ 7.8, RL 10.7, SalUn 9.3, "
+        "l1 6.7, SCRUB 6.9, BadT 6.6, UNSIR 189.6, CF-k 2.6, EU-k 2.5, DLFD 30.0, DLFD (released) 36.5, MU-Mis 10.2",
+    "cpu relearning + probe, one CIFAR-10 model, whole forget set (2,000) and probe on 2,000": "10.4 s; with 500 scored "
+        "and 1,000 probe samples about half; faces 4.3 s",
+}
+"""What the sizes were chosen against (one seed; the seconds are under the load named)."""
 
 
 def sizes(profile: str, **overrides) -> AuditSizes:
@@ -195,6 +215,7 @@ def ulira_runs(rows: pd.DataFrame, *, profile: str, device, seeds: Sequence[int]
     methods = [m for m in dict.fromkeys(rows["method"]) if m not in ("original", "retrain")]
     if cfg.ulira_methods is not None:
         methods = [m for m in cfg.ulira_methods if m in methods or m == "original"]
+    methods = [m for m in methods if m not in cfg.ulira_skip]
     methods = ["original", *[m for m in methods if m != "original"]]
     seeds = list(seeds)[: cfg.ulira_seeds] if cfg.ulira_seeds is not None else list(seeds)
     settings = {m: _method_settings(rows, m, cfg.task.train.epochs) for m in methods if m != "original"}
@@ -254,15 +275,15 @@ def relearn_probe_rows(problems: Sequence[Problem], rows: pd.DataFrame, *, profi
         key = {"problem": problem.key, "seed": problem.seed, "method": row["method"],
                "run": Path(row["run_path"]).stem if row.get("run_path") else row["method"],
                "relearn": [cfg.relearn_steps, cfg.relearn_lr, cfg.relearn_batch, cfg.relearn_k],
-               "probe_max_train": cfg.probe_max_train, "code": _audit_code()}
+               "probe_max_train": cfg.probe_max_train, "max_eval": cfg.max_eval, "code": _audit_code()}
 
         def compute(problem=problem, row=row):
             model = picked_model(problem, row)
             result = audit.relearn_test(model, problem.split, steps=cfg.relearn_steps, lr=cfg.relearn_lr,
                                         batch_size=cfg.relearn_batch, k=cfg.relearn_k, seed=problem.seed,
-                                        device=device)
+                                        device=device, max_eval=cfg.max_eval)
             result["probe_fa"] = audit.probe_fa(model, problem.split, device=device, seed=problem.seed,
-                                                max_train=cfg.probe_max_train)
+                                                max_train=cfg.probe_max_train, max_eval=cfg.max_eval)
             return result
 
         values = _cached(key, compute, cache_dir)
