@@ -374,3 +374,10 @@ def test_shadow_runs_take_the_rule_pick_on_the_random_subset_and_the_shadow_budg
         {"method": "finetune", "pick": "grid", "scenario": "random_subset", "settings": '{"lr": 0.3}'}])
     settings = xa._method_settings(rows, "finetune", retrain_epochs=8)
     assert settings == {"epochs": 0.5, "lr": 0.003}                         # FT: 10 of 160 epochs, scaled to 8
+
+
+def test_the_guide_picks_the_method_closest_to_retraining():
+    guide = xa.guide_rows(summary_rows()).set_index("question")
+    assert guide.loc["ulira", "method"] == "a" and guide.loc["ulira", "target"] == 0.5
+    assert guide.loc["relearn", "method"] == "a" and guide.loc["probe", "method"] == "a"
+    assert "**A**" in guide.loc["probe", "sentence"]

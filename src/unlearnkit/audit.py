@@ -13,7 +13,8 @@ The book's other attacks (:mod:`unlearnkit.metrics`) are population attacks: one
   :func:`lira_scores` and :func:`lira_attack` work on arrays (testable on planted numbers);
   :func:`shadow_plan`, :func:`train_shadows` and :func:`unlearned_phi` build the shadows;
   :func:`ulira_attack` and :func:`ulira_against_n` score them.
-* **Relearning** (Siddiqui et al., NeurIPS 2025; the relearning-time idea of Golatkar et al.
+* **Relearning** (Siddiqui et al., *From Dormant to Deleted: Tamper-Resistant Unlearning Through
+  Weight-Space Regularization*, NeurIPS 2025, arXiv:2505.22310; the relearning-time idea of Golatkar et al.
   2020): fine-tune a copy for a small fixed budget (SGD steps, learning rate) on retain data,
   or with ``k`` forget samples, and measure how much forget accuracy comes back
   (:func:`relearn`, :func:`relearn_test`).

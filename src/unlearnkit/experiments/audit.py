@@ -418,3 +418,59 @@ def verdict_flips(summary: pd.DataFrame, tol: float = 0.05, attacks: Sequence[st
                          "like_retrain": ", ".join(yes), "not_like_retrain": ", ".join(no),
                          "flips": bool(yes and no)})
     return pd.DataFrame(rows)
+
+
+GUIDE_QUESTIONS = {
+    "ulira": ("ulira_auc", "to be hardest to tell from retraining example by example (U-LiRA AUC closest to 0.5)"),
+    "relearn": ("relearn_fa", "for forget accuracy that comes back least on relearning from retain data "
+                              "(closest to the retrained model's)"),
+    "probe": ("probe_fa", "for features that give away no more than the retrained model's (probe closest to it)"),
+}
+"""The guide's questions on the audit columns: key → (attack, the sentence's question)."""
+
+
+def guide_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per task and :data:`GUIDE_QUESTIONS` question, the method (Original and Retrain excluded)
+    whose mean value is closest to the retrained model's (U-LiRA: to chance); skipped where no
+    method has a value. Rows: task, question, method, label, value, target, sentence."""
+    rows = []
+    for task in summary["task"].unique():
+        part = summary[summary["task"] == task]
+        methods = part[~part["method"].isin(("original", "retrain"))].set_index("method")
+        for question, (attack, text) in GUIDE_QUESTIONS.items():
+            if attack not in methods or methods[attack].isna().all():
+                continue
+            target = _target(part, attack)
+            if math.isnan(target):
+                continue
+            best = (methods[attack] - target).abs().idxmin()
+            r = methods.loc[best]
+            rows.append({"task": task, "question": question, "method": best, "label": r["label"],
+                         "value": float(r[attack]), "target": target,
+                         "sentence": f"{text}: **{r['label']}** ({attack} {r[attack]:.3f}, retraining {target:.3f})"})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- figures
+
+def plot_ulira_curve(curve: pd.DataFrame, labels: Mapping[str, str] | None = None):
+    """U-LiRA's AUC (left) and TPR at 1 % FPR (right) against the number of shadow pairs used,
+    one line per method (mean over seeds, bars: min to max); the dotted line is chance."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    colors = plt.get_cmap("tab20").colors
+    for i, (method, part) in enumerate(curve.groupby("method", sort=False)):
+        for ax, col in zip(axes, ("ulira_auc", "ulira_tpr_at_1pct")):
+            g = part.groupby("n_shadows")[col]
+            mean, low, high = g.mean(), g.min(), g.max()
+            ax.errorbar(mean.index, mean, yerr=[mean - low, high - mean], fmt="o-", ms=4, capsize=2,
+                        color=colors[i % len(colors)], label=(labels or {}).get(method, method))
+    for ax, col, chance, name in ((axes[0], "ulira_auc", 0.5, "AUC"), (axes[1], "ulira_tpr_at_1pct", 0.01,
+                                                                        "TPR at 1% FPR")):
+        ax.axhline(chance, color="k", ls=":", lw=0.8)
+        ax.set(xlabel="shadow pairs used", ylabel=f"U-LiRA {name}")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
