@@ -340,11 +340,16 @@ def test_with_audit_joins_the_seed_means():
     assert joined.loc["a", "ulira_auc"] == pytest.approx(0.7) and math.isnan(joined.loc["b", "probe_fa"])
 
 
-def test_every_profile_has_valid_sizes():
+def test_every_profile_has_valid_sizes_with_a_reason_per_line():
+    from unlearnkit.config import with_changes
+
     for profile in ("smoke", "cpu", "paper"):
         cfg = xa.sizes(profile)
-        assert cfg.n_shadows >= (16 if profile != "smoke" else 2) and max(cfg.curve) == cfg.n_shadows
-    assert xa.sizes("cpu").n_shadows >= 16
+        assert cfg.n_shadows >= 16 and max(cfg.curve) == cfg.n_shadows
+        assert all(row["why"] for row in xa.profile_changes(profile))
+        small = with_changes(cfg, {k: v for k, v in xa.DRY_RUN.items() if getattr(cfg, k) != v.value})
+        assert small.n_shadows == 2 and small.relearn_steps == 2
+    assert xa.sizes("cpu", n_shadows=32, curve=(16, 32)).n_shadows == 32
 
 
 def test_relearn_probe_rows_cover_the_picked_models_and_are_cached(toys, tmp_path, monkeypatch):

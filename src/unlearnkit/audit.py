@@ -40,11 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dryrun
 from .config import as_dict, check_choice, check_range
 from .data.core import Split, TensorSet
 from .metrics import Timer, at_most
 from .runtime import generator, single_threaded
-from .train import TrainConfig, cached_train, penultimate_features, predict, to_input, train_model
+from .train import (TrainConfig, cached_train, channels_last_on_cpu, penultimate_features, predict, to_input,
+                    train_model)
 
 FPRS = (0.01, 0.001)
 """The false-positive rates at which the attacks report their true-positive rate (1 % and 0.1 %)."""
@@ -455,16 +457,18 @@ def relearn(model: nn.Module, data: TensorSet, *, steps: int, lr: float, batch_s
     """A copy of ``model`` after ``steps`` SGD steps (momentum, weight decay, train mode) of
     cross-entropy on shuffled batches of ``batch_size`` from ``data`` (reshuffled at each pass,
     order from ``generator(seed)``); ``extra`` (e.g. ``k`` forget samples) joins every batch.
-    Returns the copy in eval mode; ``model`` is untouched."""
+    Returns the copy in eval mode; ``model`` is untouched. A dry run (:mod:`unlearnkit.dryrun`)
+    caps the steps like every training."""
     check_relearn(steps, lr, batch_size)
     if len(data) == 0:
         raise ValueError("cannot relearn from an empty data set")
+    steps = dryrun.train_steps(steps)
     device = torch.device(device)
     work = copy.deepcopy(model).to(device).train()
     opt = torch.optim.SGD(work.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     gen = generator(seed)
     done = 0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), channels_last_on_cpu(work, device):
         torch.manual_seed(seed)
         while done < steps:
             for x, y in data.batches(batch_size, shuffle=True, generator=gen):

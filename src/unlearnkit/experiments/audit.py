@@ -1,7 +1,7 @@
 """Does it really forget? The head-to-head's methods under U-LiRA, relearning and a probe.
 
-* :data:`SIZES` / :func:`sizes`: every size of the three tests per profile, in one place, with
-  the measurements that chose them.
+* :data:`SIZES_PAPER`, :data:`SIZES_CHANGES` / :func:`sizes`: every size of the three tests per
+  profile, in one place, each profile's lines with the measurement that chose them.
 * :func:`ulira_runs`: U-LiRA (:mod:`unlearnkit.audit`) per method and seed on a small shadow
   task of the book's random-forgetting kind; shadow models go through the model cache.
 * :func:`relearn_probe_rows`: the relearning and probe tests on every picked model of the
@@ -30,8 +30,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 from torch import nn
 
-from .. import audit
-from ..config import as_dict, check_choice, check_profile, config_hash
+from .. import audit, dryrun
+from ..config import (SMOKE_WHY, Change, as_dict, change_rows, changes_for, check_choice, check_profile,
+                      config_hash, with_changes)
 from ..data.splits import training_pool
 from ..methods import get_method
 from ..models import build_model
@@ -94,48 +95,75 @@ def _shadow_task(dataset: str, model: str, pool: int | None, epochs: int, batch:
                      max_train=pool, **kw)
 
 
-SIZES = {
-    # smoke: the synthetic images (12 per class, 16x16), one seed, FT only: the suite's check
-    # that every step runs (about 15 s on 2 cores), not a measurement.
-    "smoke": AuditSizes(
-        task=_shadow_task("synthetic-images", "small_cnn", None, 4, 32, 0.05,
-                          load_kw={"n_per_class": 12, "size": 16}),
-        n_shadows=16, n_targets=40, curve=(4, 8, 16), ulira_seeds=1, ulira_methods=("finetune",), ulira_skip=(),
-        relearn_steps=5, relearn_lr=0.01, relearn_batch=32, relearn_k=4, probe_max_train=None, max_eval=None),
-    # cpu: see MEASURED. A 1,000-image pool (shadows train on 500) memorises enough for the
-    # attack to see the original (AUC 0.88); 200 targets give each held-out shadow about 100
-    # forget samples, 1,600 non-member scores in all (so the TPR at 0.1 % FPR rests on about
-    # two false positives). UNSIR is left out: its noise step cost 190 s a seed on the shadows,
-    # more than every other method together.
-    "cpu": AuditSizes(
-        task=_shadow_task("cifar10", "small_cnn", 1000, 8, 64, 0.1, max_test=1000),
-        n_shadows=16, n_targets=200, curve=(4, 8, 12, 16), ulira_seeds=2, ulira_methods=None, ulira_skip=("unsir",),
-        relearn_steps=25, relearn_lr=0.02, relearn_batch=64, relearn_k=16, probe_max_train=1000, max_eval=500),
-    # paper: not run here; a larger pool, ResNet-18 and Hayes et al.'s order of shadows.
-    "paper": AuditSizes(
-        task=_shadow_task("cifar10", "resnet18", 10_000, 30, 128, 0.1),
-        n_shadows=64, n_targets=1000, curve=(8, 16, 32, 64), ulira_seeds=None, ulira_methods=None, ulira_skip=(),
-        relearn_steps=200, relearn_lr=0.01, relearn_batch=128, relearn_k=64, probe_max_train=None, max_eval=None),
-}
-"""The audit's sizes per profile (see :class:`AuditSizes`); the measurements behind them are
-in :data:`MEASURED`."""
+SIZES_PAPER = AuditSizes(
+    task=_shadow_task("cifar10", "resnet18", 10_000, 30, 128, 0.1),
+    n_shadows=64, n_targets=1000, curve=(8, 16, 32, 64), ulira_seeds=None, ulira_methods=None, ulira_skip=(),
+    relearn_steps=200, relearn_lr=0.01, relearn_batch=128, relearn_k=64, probe_max_train=None, max_eval=None)
+"""The audit at GPU scale: the project's suggestion, not run here and not a paper's setting
+(Hayes et al. and the unlearning competition's metric use hundreds of shadow models)."""
 
-MEASURED = {
-    "machine": "2 cores shared with another build (load average 2-3), OMP_WAIT_POLICY=PASSIVE",
-    "cpu shadow pair, CIFAR-10 pool 2,000, small_cnn, 8 epochs, batch 64": "16.7 s (8.4 s a model); too slow for 16 x 3 seeds",
-    "cpu shadow pair, pool 2,000, face_cnn, 8 epochs, batch 128": "7.2 s, but 45 % train accuracy: the original's AUC was only 0.60",
-    "cpu shadow pair, pool 1,000, small_cnn, 8 epochs, batch 64 (chosen)": "7.6 s; 16 pairs 121 s; original's U-LiRA AUC 0.88",
-    "cpu methods on 16 shadows (default settings), seconds": "FT 7.1, NegGrad 2.6, NegGrad+ 7.8, RL 10.7, SalUn 9.3, "
-        "l1 6.7, SCRUB 6.9, BadT 6.6, UNSIR 189.6, CF-k 2.6, EU-k 2.5, DLFD 30.0, DLFD (released) 36.5, MU-Mis 10.2",
-    "cpu relearning + probe, one CIFAR-10 model, whole forget set (2,000) and probe on 2,000": "10.4 s; with 500 scored "
-        "and 1,000 probe samples about half; faces 4.3 s",
+_CPU_SHADOWS = ("one shadow pair (CIFAR-10, small_cnn, 8 epochs, batch 64) took 16.7 s on a 2,000-image pool "
+                "and 7.6 s on 1,000 images (2 shared cores, load 2-3): 16 pairs a seed, 2 seeds, must fit "
+                "the audit's 25 minutes")
+_CPU_MEMORY = ("shadows train on 500 images: the original's U-LiRA AUC is 0.88, enough memorisation for the "
+               "attack to have something to find (face_cnn on 1,000 images: 0.60)")
+_CPU_TARGETS = ("each held-out shadow forgets about 100 of them, 1,600 non-member scores in all, so the TPR "
+                "at 0.1% FPR rests on about two false positives")
+_CPU_RELEARN = ("relearning and the probe on one CIFAR-10 model took 10.4 s with the whole 2,000-image forget "
+                "set and a 2,000-image probe: 144 models would take 25 minutes alone; 500 scored images "
+                "(standard error about 2 points) and 1,000 probe images halve it")
+
+SIZES_CHANGES = {
+    "paper": {},
+    "cpu": {
+        "task.model": Change("small_cnn", _CPU_SHADOWS),
+        "task.train.model": Change("small_cnn", _CPU_SHADOWS),
+        "task.train.epochs": Change(8, _CPU_SHADOWS),
+        "task.train.batch_size": Change(64, _CPU_SHADOWS),
+        "task.max_train": Change(1000, _CPU_MEMORY),
+        "task.max_test": Change(1000, "the shadows' test part only feeds the methods that read it"),
+        "n_shadows": Change(16, "the floor the issue sets; " + _CPU_SHADOWS),
+        "n_targets": Change(200, _CPU_TARGETS),
+        "curve": Change((4, 8, 12, 16), "the shadow counts 16 shadows can show"),
+        "ulira_seeds": Change(2, "two seeds give an interval (a wide one) within the budget; " + _CPU_SHADOWS),
+        "ulira_skip": Change(("unsir",), "UNSIR's noise step cost 190 s a seed on the shadows, more than the "
+                                         "13 other methods together (140 s)"),
+        "relearn_steps": Change(20, "a small fixed budget; " + _CPU_RELEARN),
+        "relearn_lr": Change(0.02, "a small fixed budget (FT's cpu rate is 0.01 per pass of thousands of steps)"),
+        "relearn_batch": Change(64, _CPU_RELEARN),
+        "relearn_k": Change(16, "16 forget images: under 1% of a CIFAR-10 forget set"),
+        "probe_max_train": Change(1000, _CPU_RELEARN),
+        "max_eval": Change(500, _CPU_RELEARN),
+    },
+    "smoke": changes_for(SMOKE_WHY + " (synthetic 16x16 images, 12 a class; FT alone attacked)",
+                         **{"task.dataset": "synthetic-images", "task.model": "small_cnn",
+                            "task.train.model": "small_cnn", "task.train.epochs": 4, "task.train.batch_size": 32,
+                            "task.train.lr": 0.05, "task.max_train": None,
+                            "task.load_kw": {"n_per_class": 12, "size": 16}, "n_shadows": 16, "n_targets": 40,
+                            "curve": (4, 8, 16), "ulira_seeds": 1, "ulira_methods": ("finetune",),
+                            "relearn_steps": 5, "relearn_batch": 32, "relearn_k": 4}),
 }
-"""What the sizes were chosen against (one seed; the seconds are under the load named)."""
+"""Each profile's audit sizes as differences from :data:`SIZES_PAPER`, a measured reason per line."""
+
+SIZES = {profile: with_changes(SIZES_PAPER, block) for profile, block in SIZES_CHANGES.items()}
+"""The audit's sizes per profile (see :class:`AuditSizes`)."""
+
+DRY_RUN = changes_for("dry run: a few shadows and steps", n_shadows=2, n_targets=8, curve=(2,), ulira_seeds=1,
+                      ulira_methods=("finetune",), relearn_steps=2, relearn_k=1, max_eval=8, probe_max_train=16)
+"""The audit's lines in a dry run (:mod:`unlearnkit.dryrun`), on top of the profile's."""
 
 
 def sizes(profile: str, **overrides) -> AuditSizes:
-    """The audit sizes of ``profile``, with fields replaced by ``overrides`` (validated)."""
-    return replace(SIZES[check_profile(profile)], **overrides)
+    """The audit sizes of ``profile`` (the dry run's lines applied when one is active), with fields
+    replaced by ``overrides`` (validated)."""
+    cfg = SIZES[check_profile(profile)]
+    cfg = with_changes(cfg, dryrun.changes(DRY_RUN, cfg))
+    return replace(cfg, **overrides)
+
+
+def profile_changes(profile: str) -> list[dict]:
+    """Rows ``{part, setting, value, paper, why}`` of the audit's profile block (the settings section)."""
+    return change_rows(SIZES_PAPER, SIZES_CHANGES[check_profile(profile)], "audit")
 
 
 # ---------------------------------------------------------------------------- small JSON cache
