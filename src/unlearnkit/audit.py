@@ -4,8 +4,9 @@ The book's other attacks (:mod:`unlearnkit.metrics`) are population attacks: one
 (or SVC) on a loss-like feature for all samples. The three tests here look harder:
 
 * **U-LiRA** (Hayes et al., *Inexact unlearning needs more careful evaluations to avoid a
-  false sense of privacy*, SaTML 2025, §4), built on LiRA's per-example statistic (Carlini et
-  al., *Membership inference attacks from first principles*, S&P 2022, eq. 4 and §IV-C):
+  false sense of privacy*, SaTML 2025, arXiv:2403.01218), built on LiRA's per-example statistic
+  (Carlini et al., *Membership inference attacks from first principles*, IEEE S&P 2022, the
+  online attack of its Algorithm 1):
   the logit-scaled true-class confidence ``φ = log(p / (1 − p))`` of each target example
   under many shadow models, one Gaussian per example for models that *forgot* it (trained on
   it, then unlearned) and one for models that *never saw* it (retrained without it), and the
@@ -93,8 +94,8 @@ def fpr_label(fpr: float) -> str:
 def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """LiRA's ``φ = log(p_y / (1 − p_y))`` of ``p = softmax(logits)``, ``[N]`` (float64).
 
-    Computed stably as ``z_y − logsumexp_{c≠y} z_c`` (Carlini et al. 2022, §IV-C: the logit
-    scaling makes the per-example confidence approximately Gaussian). logits ``[N, K]``, y ``[N]``.
+    Computed stably as ``z_y − logsumexp_{c≠y} z_c`` (Carlini et al. 2022: the logit scaling
+    makes the per-example confidence approximately Gaussian). logits ``[N, K]``, y ``[N]``.
     """
     z = logits.detach().double().cpu()
     y = y.cpu()
@@ -151,9 +152,9 @@ def lira_scores(phi: np.ndarray, member: np.ndarray, phi_target: np.ndarray, *,
                 it is "out" (never saw it).
     phi_target: ``[n_targets, n_examples]`` φ under the models attacked.
     Returns ``[n_targets, n_examples]`` (higher = more likely "in"); NaN where an example has
-    no "in" or no "out" sample. The Gaussians are fitted per example (Carlini et al. 2022,
-    eq. 4, "online" attack); ``variance="global"`` shares one variance per side across
-    examples, which Carlini et al. (§VI-A) recommend below 64 shadow models.
+    no "in" or no "out" sample. The Gaussians are fitted per example (Carlini et al. 2022, the
+    online attack, Algorithm 1); ``variance="global"`` shares one variance per side across
+    examples (their fixed-variance variant, which they found better with few shadow models).
     """
     check_choice("variance", variance, VARIANCES)
     phi, phi_target = _as_matrix(phi, "phi"), _as_matrix(phi_target, "phi_target")
@@ -230,7 +231,7 @@ def _ulira_arrays(phi_unlearned, phi_retrained, forgotten):
 
 def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, forgotten: np.ndarray, *,
                  fprs: Sequence[float] = FPRS, variance: str = "global") -> dict:
-    """U-LiRA (Hayes et al. 2025, §4) from the shadows' φ, leave-one-shadow-out.
+    """U-LiRA (Hayes et al. 2025) from the shadows' φ, leave-one-shadow-out.
 
     phi_unlearned: ``[n_shadows, n_targets]`` φ of each target example under shadow i's
     unlearned model (its original, trained on a random half of the pool, unlearned with
