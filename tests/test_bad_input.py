@@ -194,7 +194,7 @@ CASES = [
     pytest.param(lambda f: runner.run_chapter("setup", profile="smoke", overrides={"profile": "paper"},
                                                     out=f["out"], root=ROOT),
                  ValueError,
-                 r"\['profile'\] are set by the runner.*allowed overrides: \['data_root', 'device', 'seed'\]",
+                 r"\['profile'\] are set by the runner.*allowed overrides: \['data_root', 'deterministic', 'device', 'dry_run', 'seed'\]",
                  id="runner-profile-as-override"),
     pytest.param(lambda f: make_split("imagenet", "full_class", forget_class=0), ValueError,
                  r"unknown dataset 'imagenet'; allowed: 'cifar10'", id="unknown-dataset"),

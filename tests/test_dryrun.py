@@ -55,10 +55,10 @@ def test_training_stops_after_the_dry_run_steps(dry):
     model = build_model("small_cnn", 4, in_channels=3, image_size=16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
-    model.register_forward_hook(lambda *_: calls.append(1))
-    train_model(model, data, TrainConfig(model="small_cnn", epochs=5, batch_size=8, augment=False),
+    model.register_forward_hook(lambda _, inputs, __: calls.append(len(inputs[0])))
+    train_model(model, data, TrainConfig(model="small_cnn", epochs=5, batch_size=32, augment=False),
                 device="cpu", progress=False)
-    assert len(calls) == dry.train_steps  # 40 steps in a real run
+    assert calls == [dry.batch_cap] * dry.train_steps  # 10 steps of 32 in a real run
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

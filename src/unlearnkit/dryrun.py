@@ -4,8 +4,9 @@
 Every function keeps its code path and only its sizes shrink:
 
 * every loaded dataset keeps a few images a class (faces: a subject) — :func:`shrink`;
-* every training stops after :attr:`DryRun.train_steps` optimizer steps, with the learning-rate
-  schedule computed over the full horizon (:func:`unlearnkit.train.train_model`);
+* every training stops after :attr:`DryRun.train_steps` optimizer steps of at most
+  :attr:`DryRun.batch_cap` samples, with the learning-rate schedule computed over the full
+  horizon (:func:`unlearnkit.train.train_model`);
 * every unlearning run makes at most one pass of at most one batch
   (:func:`unlearnkit.methods.base.passes`, ``pass_batches``), and its inner loops at most
   ``train_steps`` iterations (:func:`steps`);
@@ -43,7 +44,8 @@ class DryRun:
 
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
     fewer keeps all. per_subject: face images kept a subject. train_steps: optimizer steps of a
-    training. max_batches: batches of one unlearning pass. cache / data: the temporary cache
+    training. max_batches: batches of one unlearning pass. batch_cap: samples a training or
+    unlearning batch keeps (evaluation sees every sample). cache / data: the temporary cache
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
     """
 
@@ -51,12 +53,13 @@ class DryRun:
     per_subject: int = 3
     train_steps: int = 2
     max_batches: int = 1
+    batch_cap: int = 16
     cache: str = ""
     data: str = ""
     standins: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
-        for name in ("per_class", "per_subject", "train_steps", "max_batches"):
+        for name in ("per_class", "per_subject", "train_steps", "max_batches", "batch_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"DryRun.{name} must be an int >= 1; got {value!r}")
@@ -146,6 +149,11 @@ def steps(count: int) -> int:
     """Iterations of a method's inner loop (UNSIR's noise steps, DLFD's perturbation steps):
     all of them in a real run, at most :attr:`DryRun.train_steps` in a dry run."""
     return count if _ACTIVE is None else min(count, _ACTIVE.train_steps)
+
+
+def cap_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch: whole in a real run, its first :attr:`DryRun.batch_cap` rows in a dry run."""
+    return (x, y) if _ACTIVE is None else (x[:_ACTIVE.batch_cap], y[:_ACTIVE.batch_cap])
 
 
 def unlearning_batches(count: int) -> int:

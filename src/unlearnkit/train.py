@@ -169,6 +169,7 @@ def train_model(model: nn.Module, data: TensorSet, cfg: TrainConfig, *, device: 
                     break
                 loss_sum, correct = 0.0, 0
                 for x, y in itertools.islice(data.batches(cfg.batch_size, shuffle=True, generator=gen), limit - done):
+                    x, y = dryrun.cap_batch(x, y)
                     if cfg.augment:
                         x = augment_batch(x, gen)
                     x, y = to_input(x, device), y.to(device)

@@ -382,6 +382,7 @@ def epoch_batches(data: TensorSet, batch_size: int, gen: torch.Generator, device
     ``fraction < 1`` only its first :func:`pass_batches` batches (the shuffle draws the same from ``gen``)."""
     count = pass_batches(len(data), batch_size, fraction)
     for x, y in itertools.islice(data.batches(batch_size, shuffle=True, generator=gen), count):
+        x, y = dryrun.cap_batch(x, y)
         yield as_input(x, device), y.to(device)
 
 
