@@ -21,12 +21,12 @@ import argparse
 import dataclasses
 import json
 import platform
+import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from unlearnkit.metrics import best_of
 
@@ -72,26 +72,10 @@ def resnet18_epoch(device: torch.device, images: int | None, root=None) -> dict:
 
 def mumis_vs_plain(device: torch.device, batch: int = 128) -> dict:
     """One MU-Mis step (double backprop) against one cross-entropy step, ResNet-18, same batch."""
-    from unlearnkit.models import build_model
-    from unlearnkit.sensitivity import draw_irrelevant_classes, mumis_loss
+    sys.path.insert(0, str(HERE))
+    from run import mumis_and_plain_step
 
-    torch.manual_seed(0)
-    model = build_model("resnet18", 10).to(device).eval()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-    x, y = torch.rand(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
-    gen = torch.Generator().manual_seed(0)
-
-    def plain():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    def mumis():
-        opt.zero_grad()
-        mumis_loss(model, x, y, draw_irrelevant_classes(y.cpu(), 10, gen).to(device)).loss.backward()
-        opt.step()
-
-    step, base = best_of(mumis, device=device), best_of(plain, device=device)
+    step, base = mumis_and_plain_step("resnet18", batch, device)
     return {"name": f"MU-Mis step / plain step (ResNet-18, batch {batch})", "ratio": step / base,
             "numerator_s": step, "denominator_s": base}
 
