@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Change, check_range
+from .config import Change, check_range, with_changes
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,13 @@ def describe(run: DryRun) -> str:
             f"\"dry run\". Stand-ins written in the datasets' own formats: {standins}.")
 
 
-def changes(block: dict[str, Change], current: Any) -> dict[str, Change]:
-    """The lines of a chapter's ``DRY_RUN`` block that change ``current`` (a dict or dataclass);
-    empty when no dry run is active. Lines equal to the current value are dropped."""
+def apply(block: dict[str, Change], current: Any) -> Any:
+    """``current`` (a dict or dataclass) with the lines of a ``DRY_RUN`` block that change it,
+    in a dry run; ``current`` itself in a real run."""
     if _ACTIVE is None:
-        return {}
+        return current
     get = current.get if isinstance(current, dict) else lambda name: getattr(current, name)
-    return {name: line for name, line in block.items() if get(name) != line.value}
+    return with_changes(current, {name: line for name, line in block.items() if get(name) != line.value})
 
 
 # ---------------------------------------------------------------------------- shrinking data

@@ -157,7 +157,7 @@ def sizes(profile: str, **overrides) -> AuditSizes:
     """The audit sizes of ``profile`` (the dry run's lines applied when one is active), with fields
     replaced by ``overrides`` (validated)."""
     cfg = SIZES[check_profile(profile)]
-    cfg = with_changes(cfg, dryrun.changes(DRY_RUN, cfg))
+    cfg = dryrun.apply(DRY_RUN, cfg)
     return replace(cfg, **overrides)
 
 

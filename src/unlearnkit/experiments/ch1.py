@@ -158,7 +158,7 @@ def profile_config(profile: str, **overrides) -> Ch1Config:
     """The validated chapter-1 config of ``profile`` with ``overrides`` (unknown names raise)."""
     check_profile(profile)
     values = with_changes(PAPER, CHANGES[profile])
-    values = with_changes(values, dryrun.changes(DRY_RUN, values))
+    values = dryrun.apply(DRY_RUN, values)
     return build_config(Ch1Config, {"profile": profile, **values}, **overrides)
 
 

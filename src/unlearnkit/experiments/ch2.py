@@ -183,7 +183,7 @@ def profile_config(profile: str, root=None, **overrides) -> Ch2Config:
     """
     check_profile(profile)
     values = with_changes(PAPER, CHANGES[profile])
-    values = {"profile": profile, "methods": METHODS, **with_changes(values, dryrun.changes(DRY_RUN, values))}
+    values = {"profile": profile, "methods": METHODS, **dryrun.apply(DRY_RUN, values)}
     values.update(overrides)
     values["face_source"] = resolve_face_source(values["face_source"], root)
     return build_config(Ch2Config, values)

@@ -174,7 +174,7 @@ def profile_config(profile: str, **overrides) -> Ch3Config:
     """The chapter's frozen config at ``profile``; ``overrides`` replace fields by name."""
     check_profile(profile)
     values = with_changes(PAPER, CHANGES[profile])
-    values = {"profile": profile, "methods": METHODS, **with_changes(values, dryrun.changes(DRY_RUN, values))}
+    values = {"profile": profile, "methods": METHODS, **dryrun.apply(DRY_RUN, values)}
     return build_config(Ch3Config, values, **overrides)
 
 

@@ -212,7 +212,7 @@ def protocol(profile: str, *, n_seeds: int | None = None) -> Protocol:
     ``n_seeds`` replaces its number of seeds (None: the profile's); a dry run applies :data:`DRY_RUN`."""
     prot = PROTOCOL[check_profile(profile)]
     prot = prot if n_seeds is None else replace(prot, seeds=n_seeds)
-    return with_changes(prot, dryrun.changes(DRY_RUN, prot))
+    return dryrun.apply(DRY_RUN, prot)
 
 
 SCENARIOS = {
