@@ -315,6 +315,75 @@ def run_folder(root: Path, profile: str, overrides: dict[str, Any]) -> Path:
     return root / "_build" / "runs" / (f"{profile}-dry-run" if overrides.get("dry_run") is True else profile)
 
 
+def prepare_chapter(name: str, profile: str, overrides: dict[str, Any] | None, root: Path | None = None):
+    """``(root, chapter path, notebook, parameter defaults, overrides)`` once the chapter, the
+    profile and every override are checked (plugin paths made absolute: the kernel runs in chapters/)."""
+    root = project_root(root)
+    path = resolve_chapter(root, name)
+    check_profile(profile)
+    nb = read_notebook(path)
+    defaults = notebook_parameters(nb)
+    overrides = dict(overrides or {})
+    if isinstance(overrides.get("plugins"), list):
+        overrides["plugins"] = [str(Path(p).expanduser().resolve()) if isinstance(p, str) else p
+                                for p in overrides["plugins"]]
+    check_overrides(defaults, overrides)
+    check_parameter_values(defaults, overrides, path.parent)
+    return root, path, nb, defaults, overrides
+
+
+PLAN_TAG = "plan"
+"""The tag of the chapter cell that builds its plan (:class:`~unlearnkit.experiments.work.Work`
+named ``work``); the cells before it set the chapter up and train nothing."""
+
+
+def chapter_work(name: str, *, profile: str, overrides: dict[str, Any] | None = None, root: Path | None = None):
+    """``(work, context)``: the chapter's :class:`~unlearnkit.experiments.work.Work`, made by its
+    own code cells up to the one tagged :data:`PLAN_TAG` (run in this process, in chapters/, with
+    the chapter's parameters; their output is dropped), and the
+    :class:`~unlearnkit.experiments.work.Context` a worker needs to act like the chapter's kernel.
+    A chapter without that cell has an empty plan."""
+    import contextlib
+    import io
+
+    from .experiments.work import Context, Work
+    from .runtime import cache_root, data_root
+
+    root, path, nb, defaults, overrides = prepare_chapter(name, profile, overrides, root)
+    if overrides.get("data_root"):  # the recipes travel to workers that run elsewhere: absolute
+        overrides["data_root"] = str((path.parent / Path(overrides["data_root"]).expanduser()).resolve())
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [i for i, c in enumerate(cells) if PLAN_TAG in c.get("metadata", {}).get("tags", [])]
+    values = {**defaults, **overrides, "profile": profile, "results_path": ""}
+    with _kernel_environment(root):
+        context = Context(env={"UNLEARNKIT_DATA": str(data_root(values.get("data_root") or None)),
+                               "UNLEARNKIT_CACHE": str(cache_root()), "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]},
+                          plugins=tuple(values.get("plugins", ())), deterministic=bool(values.get("deterministic")),
+                          device=str(values.get("device", "auto")))
+        if not tagged:
+            return Work(path.stem), context
+        namespace: dict[str, Any] = {"__name__": f"chapter_{path.stem}"}
+        saved_cwd, saved_backend = Path.cwd(), os.environ.get("MPLBACKEND")
+        os.environ["MPLBACKEND"] = "Agg"
+        try:
+            os.chdir(path.parent)
+            with contextlib.redirect_stdout(io.StringIO()):
+                for i, cell in enumerate(cells[:tagged[0] + 1]):
+                    exec(compile(cell.source, f"{path.stem} code cell {i + 1}", "exec"), namespace)
+                    if "parameters" in cell.get("metadata", {}).get("tags", []):
+                        namespace.update(values)
+        finally:
+            os.chdir(saved_cwd)
+            if saved_backend is None:
+                os.environ.pop("MPLBACKEND", None)
+            else:
+                os.environ["MPLBACKEND"] = saved_backend
+    work = namespace.get("work")
+    if not isinstance(work, Work):
+        raise TypeError(f"the cell tagged {PLAN_TAG!r} of {path.stem} must define `work`, a Work; got {type(work)}")
+    return work, context
+
+
 def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] | None = None,
                 out: Path | None = None, root: Path | None = None, log_output: bool = False,
                 echo: bool = False) -> RunResult:
@@ -330,17 +399,7 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
 
     from .runtime import writable_folder
 
-    root = project_root(root)
-    path = resolve_chapter(root, name)
-    check_profile(profile)
-    nb = read_notebook(path)
-    defaults = notebook_parameters(nb)
-    overrides = dict(overrides or {})
-    if isinstance(overrides.get("plugins"), list):  # the kernel runs in chapters/: make the paths absolute
-        overrides["plugins"] = [str(Path(p).expanduser().resolve()) if isinstance(p, str) else p
-                                for p in overrides["plugins"]]
-    check_overrides(defaults, overrides)
-    check_parameter_values(defaults, overrides, path.parent)
+    root, path, nb, defaults, overrides = prepare_chapter(name, profile, overrides, root)
     out = Path(out or run_folder(root, profile, overrides)).resolve()
     notebook_out = out / "chapters" / f"{path.stem}.ipynb"
     results_out = out / "results" / f"{path.stem}.json"
@@ -489,6 +548,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a notebook parameter (repeatable)")
         p.add_argument("--out", type=Path, default=None,
                        help="run folder (default _build/runs/PROFILE, or PROFILE-dry-run with -p dry_run=True)")
+    plan_p = sub.add_parser("plan", help="list a chapter's trainings and unlearning runs, cached or not")
+    plan_p.add_argument("--json", action="store_true", help="one JSON object per unit instead of a table")
+    warm_p = sub.add_parser("warm", help="run a chapter's missing units as Ray tasks, filling the caches")
+    warm_p.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="an existing Ray cluster (default: a local Ray started in this process)")
+    warm_p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    for p in (plan_p, warm_p):
+        p.add_argument("chapter")
+        p.add_argument("--profile", default="cpu", choices=PROFILES)
+        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a notebook parameter (repeatable)")
     sub.add_parser("list", help="list the chapters in reading order")
     args = parser.parse_args(argv)
     try:
@@ -496,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -507,6 +577,8 @@ def _dispatch(args) -> int:
         print("\n".join(toc_chapters(root)))
         return 0
     overrides = dict(parse_override(p) for p in args.param)
+    if args.command in ("plan", "warm"):
+        return plan_or_warm(args, overrides, root)
     out = (args.out or run_folder(root, args.profile, overrides)).resolve()
     if args.command == "run":
         result = run_chapter(args.chapter, profile=args.profile, overrides=overrides, out=out, root=root)
@@ -518,3 +590,34 @@ def _dispatch(args) -> int:
     html = build_book(root, out, root / "_build" / "html")
     print(f"[unlearnkit] book built at {html}/index.html")
     return 0
+
+
+def plan_or_warm(args, overrides: dict[str, Any], root: Path) -> int:
+    """``plan``: print the chapter's units; ``warm``: run the missing ones on Ray, then plan again."""
+    from .experiments import work as work_mod
+
+    if args.command == "warm":
+        if overrides.get("dry_run") is True:
+            raise ValueError("warm fills the shared caches; a dry run writes a temporary cache of its own "
+                             "process, so there is nothing to warm (drop -p dry_run=True)")
+        if args.address is not None:
+            from .cluster import check_reachable
+
+            check_reachable(args.address)  # before any work
+    work, context = chapter_work(args.chapter, profile=args.profile, overrides=overrides, root=root)
+    units = work_mod.plan(work)
+    if args.command == "plan":
+        if args.json:
+            for u in units:
+                print(json.dumps({"id": u.id, **u.row(), "deps": list(u.deps)}, default=str))
+        else:
+            print(work_mod.table(units).to_string(index=False) if units else f"{work.chapter}: no planned units")
+            print(work_mod.summary(units).to_string() if units else "")
+        return 0
+    from .cluster import warm
+
+    report = warm(units, context, address=args.address, num_cpus=args.num_cpus)
+    left = [u for u in work_mod.plan(work) if not u.cached]
+    print(json.dumps({"submitted": report.submitted, "done": report.done, "failed": report.failed,
+                      "seconds": round(report.seconds, 1), "still_missing": [u.label for u in left]}))
+    return 1 if report.failed or left else 0

@@ -13,6 +13,7 @@ import pickle
 import time
 import warnings
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -262,6 +263,29 @@ def _write_sidecar(sidecar: Path, meta: dict, *, required: bool) -> None:
             raise
 
 
+_KEYS_ONLY: ContextVar[dict | None] = ContextVar("unlearnkit_keys_only", default=None)
+
+
+@contextmanager
+def keys_only(train: str | None = None, record: list | None = None) -> Iterator[None]:
+    """Within this block :func:`cached_train` trains at most one entry: the one whose hash is
+    ``train``. Every other missing entry stands in as the untrained model (``info["pending"]``);
+    every entry asked for is appended to ``record`` as ``{"hash", "path", "key", "hit"}`` (hit: it
+    was cached when asked for). So a builder of models runs
+    unchanged to learn the cache keys it needs (:mod:`unlearnkit.experiments.work` plans with it).
+    Cached entries load as usual."""
+    token = _KEYS_ONLY.set({"train": train, "record": record})
+    try:
+        yield
+    finally:
+        _KEYS_ONLY.reset(token)
+
+
+def keys_only_active() -> bool:
+    """True inside :func:`keys_only` (callers skip timing and evaluating stand-in models)."""
+    return _KEYS_ONLY.get() is not None
+
+
 def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Module], nn.Module], *,
                  cache_dir: str | Path | None = None,
                  device: torch.device | str | None = None) -> tuple[nn.Module, dict]:
@@ -283,10 +307,16 @@ def cached_train(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Mo
     key = _json_ready(key)
     path = cache_entry_path(key, cache_dir)
     entry = load_entry(path, key)
+    mode = _KEYS_ONLY.get()
+    if mode is not None and mode["record"] is not None:
+        mode["record"].append({"hash": path.stem, "path": str(path), "key": key, "hit": entry is not None})
     if entry is not None:
         model = build()
         model.load_state_dict(entry["state_dict"])
         hit, seconds = True, float(entry["meta"]["train_seconds"])
+    elif mode is not None and mode["train"] != path.stem:
+        model = build().to(device) if device is not None else build()
+        return model.eval(), {"hit": False, "train_seconds": math.nan, "path": str(path), "pending": True}
     else:
         # fail now, not after hours of training
         writable_folder(path.parent, "model cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")

@@ -15,9 +15,10 @@ Profile settings live in :func:`profile_config` (frozen :class:`Ch2Config`).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import copy
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,12 +41,13 @@ from ..data.faces import (MUFAC_FOLDER, MUFAC_FORGET_COUNT, RAF_FOLDER, load_muf
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
-from ..metrics import accuracy
 from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
-from ..train import TrainConfig, cached_train, penultimate_features, train_model
+from ..train import cached_train, penultimate_features, train_model
 from .harness import Problem, budget_settings, load_unlearned, main_rows, means, run_method
-from .tasks import TABLE_BASELINES, book_problem, face_task
+from .options import merged_base
+from .tasks import TABLE_BASELINES, book_problem, face_task, test_accuracy
+from .work import Work, comparison
 
 FACE_SOURCES = ("synthetic-faces", "ckplus", "mufac", "rafdb", "auto")
 BASELINES = TABLE_BASELINES["choi2025dlfd"]
@@ -245,7 +247,7 @@ def _released_face_problem(cfg: Ch2Config, seed: int, *, device, root, progress:
     (original, info_o), (retrained, info_r) = trained("original", split.train), trained("retrained", split.retain)
     models = [{"role": role, "task": source, "model": recipe.model, "seed": seed, "cache_key": Path(i["path"]).stem,
                "cache_hit": bool(i["hit"]), "train_seconds": float(i["train_seconds"]),
-               "test_accuracy": accuracy(m, split.test, device=device)}
+               "test_accuracy": test_accuracy(m, split.test, device=device)}
               for role, m, i in (("original", original, info_o), ("retrained", retrained, info_r))]
     problem_key = {**key, "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
     return Problem(source, "identity", seed, split, original, retrained, float(info_r["train_seconds"]),
@@ -260,6 +262,20 @@ def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool
     if cfg.face_source in ("mufac", "rafdb"):
         return _released_face_problem(cfg, seed, device=device, root=root, progress=progress)
     return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
+
+
+def work(cfg: Ch2Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
+         root=None) -> Work:
+    """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
+    lists them): Retrain and ``cfg.methods`` on identity forgetting (faces, with the dataset's
+    settings of :func:`face_settings` under the overrides) and on CIFAR-10's random subset."""
+    compared = ("retrain", *cfg.methods)
+    faces = [dict(cfg=cfg, seed=s, root=root, knobs=knobs) for s in seeds]
+    cifar = [dict(key="random_subset", profile=cfg.profile, seed=s, root=root, knobs=knobs) for s in seeds]
+    return Work("02_dlfd", (
+        comparison("faces", face_problem, faces, compared, protocol, grid, profile=cfg.profile,
+                   base=merged_base(face_settings(cfg), overrides)),
+        comparison("cifar", book_problem, cifar, compared, protocol, grid, profile=cfg.profile, base=overrides)))
 
 
 # ---------------------------------------------------------------------------- measurements

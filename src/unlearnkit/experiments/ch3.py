@@ -16,6 +16,8 @@ Profile settings live in :func:`profile_config` (frozen :class:`Ch3Config`).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import copy
 import math
 import time
@@ -37,13 +39,14 @@ from ..data.core import Split, TensorSet
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.mumis import MuMisConfig, run_mumis
-from ..metrics import accuracy, avg_gap
+from ..metrics import avg_gap
 from ..models import build_model
 from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
 from ..train import TrainConfig, cached_train, predict, train_model
 from .harness import Problem, budget_settings, measure, reference_metrics
-from .tasks import TABLE_BASELINES, ImageTask, book_problem, train_retrained
+from .tasks import TABLE_BASELINES, ImageTask, book_problem, test_accuracy, train_retrained
+from .work import Work, comparison
 
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "neggrad": "GA", "random_labels": "RL",
                  "salun": "SalUn", "scrub": "SCRUB", "l1_sparse": "ℓ1-sparse", "mumis": "MU-Mis"}
@@ -377,12 +380,22 @@ def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, pro
     retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
     models = [{"role": role, "task": "cifar20", "model": task.model, "seed": seed,
                "cache_key": Path(info["path"]).stem, "cache_hit": bool(info["hit"]),
-               "train_seconds": float(info["train_seconds"]), "test_accuracy": accuracy(m, split.test, device=device)}
+               "train_seconds": float(info["train_seconds"]), "test_accuracy": test_accuracy(m, split.test, device=device)}
               for role, m, info in (("original", original, info_o), ("retrained", retrained, info_r))]
     problem_key = {"task": as_dict(task), "split": {k: v for k, v in split.info.items() if k not in ("source", "counts")},
                    "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
     return Problem("cifar20", "sub_class", seed, split, original, retrained, float(info_r["seconds_this_run"]),
                    task.train.epochs, models, problem_key)
+
+
+def work(cfg: Ch3Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
+         root=None) -> Work:
+    """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
+    lists them): Retrain and ``cfg.methods`` on the problems of ``cfg.problems`` at every seed."""
+    problems = [dict(key=key, profile=cfg.profile, seed=s, root=root, knobs=knobs) for key in cfg.problems
+                for s in seeds]
+    return Work("03_mumis", (comparison("cifar", chapter_problem, problems, ("retrain", *cfg.methods), protocol, grid,
+                                        profile=cfg.profile, base=overrides),))
 
 
 # ---------------------------------------------------------------------------- observations

@@ -34,6 +34,7 @@ from ..train import penultimate_features
 from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
 from .options import chapter_methods
 from .tasks import SCENARIOS, book_problem
+from .work import Work, comparison
 
 TASK_LABELS = {"full_class": "CIFAR-10 full class", "random_subset": "CIFAR-10 random 10%",
                "identity": "faces, identity"}
@@ -205,6 +206,18 @@ def combination_summary(table: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("forget_size", "FA", "FTA", "FA_rest", "TA", "forgetting_score", "nomus", "avg_gap",
                         "seconds") if c in table]
     return table.groupby(["task", "method", "front_end"], sort=False)[cols].mean()
+
+
+# ---------------------------------------------------------------------------- the plan
+
+def work(cfg: Ch4Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
+         root=None) -> Work:
+    """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
+    lists them): every method of ``cfg.methods`` on the book's problems at every seed."""
+    problems = [dict(key=key, profile=cfg.profile, seed=s, root=root, knobs=knobs) for key in cfg.problems
+                for s in seeds]
+    return Work("04_head-to-head", (comparison("head_to_head", book_problem, problems, cfg.methods, protocol, grid,
+                                               profile=cfg.profile, base=overrides),))
 
 
 # ---------------------------------------------------------------------------- variance study

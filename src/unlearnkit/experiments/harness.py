@@ -41,7 +41,7 @@ from ..data.core import Split
 from ..methods import get_method, unlearn
 from ..metrics import accuracy, at_most, avg_gap, evaluate_split, t_interval
 from ..runtime import atomic_torch_save, atomic_write_text, cache_root, writable_folder
-from ..train import load_entry
+from ..train import keys_only_active, load_entry
 
 METRICS = ("RA", "FA", "TA", "FTA", "mia_loss_logreg", "mia_efficacy_svc", "mia_entropy_logreg",
            "forgetting_score", "nomus", "val_accuracy", "heldout_accuracy", "avg_gap", "seconds",
@@ -254,6 +254,28 @@ def _row(problem: Problem, method: str, metrics: dict, seconds: float, **extra) 
             "seconds": seconds, "retrain_seconds": problem.retrain_seconds, **extra}
 
 
+def run_identity(problem: Problem, method: str, settings: Mapping | None = None, *, profile: str,
+                 retain_eval: int | None = None, seed: int | None = None,
+                 budget: bool | float = True) -> tuple[dict, dict]:
+    """``(overrides, key)`` of the run :func:`run_method` would make: the method's settings on
+    top of its budget (see there) and the run cache key (:func:`run_key`); validates the settings."""
+    seed = problem.seed if seed is None else seed
+    spec = get_method(method)
+    if spec.uses_fit:
+        raise ValueError(f"{method!r} is the reference; its row comes with the problem (run_methods adds it)")
+    fraction = None if isinstance(budget, bool) else budget
+    passes = budget_settings(method, problem.retrain_epochs, fraction) if budget is not False else {}
+    overrides = {**passes, **(settings or {})}
+    config = spec.config.for_profile(profile, overrides)  # validates before any work
+    return overrides, run_key(problem, method, as_dict(config), seed=seed, retain_eval=retain_eval)
+
+
+def _refuse_stand_ins(what: str) -> None:
+    """Never measure, and cache, the untrained stand-ins of :func:`unlearnkit.train.keys_only`."""
+    if keys_only_active():
+        raise RuntimeError(f"{what}: the models are stand-ins (keys_only), nothing may be measured or cached")
+
+
 def run_method(problem: Problem, method: str, settings: Mapping | None = None, *, profile: str, device,
                retain_eval: int | None = None, seed: int | None = None, budget: bool | float = True,
                cache_dir=None, progress: bool = False) -> dict:
@@ -269,16 +291,12 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     """
     seed = problem.seed if seed is None else seed
     spec = get_method(method)
-    if spec.uses_fit:
-        raise ValueError(f"{method!r} is the reference; its row comes with the problem (run_methods adds it)")
-    fraction = None if isinstance(budget, bool) else budget
-    passes = budget_settings(method, problem.retrain_epochs, fraction) if budget is not False else {}
-    overrides = {**passes, **(settings or {})}
-    config = spec.config.for_profile(profile, overrides)  # validates before any work
-    key = run_key(problem, method, as_dict(config), seed=seed, retain_eval=retain_eval)
+    overrides, key = run_identity(problem, method, settings, profile=profile, retain_eval=retain_eval, seed=seed,
+                                  budget=budget)
     path = run_path(key, cache_dir)
     entry = load_entry(path, key, what="run cache entry", redo="running again")
     if entry is None:
+        _refuse_stand_ins(f"run {method} on {problem.name}")
         writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
         result = unlearn(method, problem.original, problem.split, profile=profile, device=str(device),
                          seed=seed, progress=progress, **overrides)
@@ -316,6 +334,7 @@ def reference_metrics(problem: Problem, role: str, *, device, retain_eval: int |
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
             return stored["metrics"]
+    _refuse_stand_ins(f"measure the {role} model of {problem.name}")
     model = problem.original if role == "original" else problem.retrained
     metrics = measure(model, problem, seed=problem.seed, device=device, retain_eval=retain_eval)
     writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
@@ -379,6 +398,31 @@ ORACLE_SEEDS = ("every_seed", "tuning_seed", "none")
 """Where :func:`compare` runs the oracle pick: on every seed, on the tuning seed only, or nowhere."""
 
 
+def tuning_rows(tuning: Problem, method: str, refs: Sequence[dict] | None = None, *, grid: Grid, profile: str,
+                device, retain_eval: int | None, base: Mapping | None = None,
+                budget: bool | float = True) -> pd.DataFrame:
+    """Every grid point of ``method`` run on the tuning problem, one row each, ``avg_gap`` and
+    ``time_fraction`` added (``refs``: the problem's :func:`reference_rows`, computed if None)."""
+    refs = reference_rows(tuning, device=device, retain_eval=retain_eval) if refs is None else refs
+    rows = add_gap(pd.DataFrame(list(refs) + [
+        run_method(tuning, method, point, profile=profile, device=device, retain_eval=retain_eval, budget=budget)
+        for point in grid.candidates(method, profile, (base or {}).get(method))]))
+    return rows[rows["method"] == method].reset_index(drop=True)
+
+
+def picked_settings(grid_rows: pd.DataFrame, rule: str) -> dict:
+    """The settings (overrides of the profile defaults) ``rule`` picks among ``grid_rows``."""
+    return json.loads(grid_rows.loc[select(grid_rows, rule), "settings"])
+
+
+def pick_plan(group: Sequence[Problem], oracle: str) -> list[tuple[str, str, list[Problem]]]:
+    """``(pick label, selection rule, problems it runs on)`` for one scenario's seeds: the rule's
+    pick on every seed, the oracle's on the seeds ``oracle`` names (:data:`ORACLE_SEEDS`)."""
+    oracle_seeds = {"every_seed": list(group), "tuning_seed": list(group[:1]), "none": []}[check_choice(
+        "oracle", oracle, ORACLE_SEEDS)]
+    return [("rule", "forget_then_val", list(group)), ("oracle", "oracle", oracle_seeds)]
+
+
 def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, profile: str, device,
             retain_eval: int | None = None, oracle: str = "every_seed", base: Mapping | None = None,
             budgets: Mapping | None = None, progress: bool = False) -> pd.DataFrame:
@@ -406,22 +450,14 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
     for group in by_scenario.values():
         refs = {p.seed: reference_rows(p, device=device, retain_eval=retain_eval) for p in group}
         rows += [r for rs in refs.values() for r in rs]
-        tuning = group[0]
-        for name in tqdm([m for m in methods if m != "retrain"], desc=tuning.name, disable=not progress):
-            grid_rows = add_gap(pd.DataFrame(refs[tuning.seed] + [
-                run_method(tuning, name, point, profile=profile, device=device, retain_eval=retain_eval,
-                           budget=budgets.get(name, True))
-                for point in grid.candidates(name, profile, (base or {}).get(name))]))
-            grid_rows = grid_rows[grid_rows["method"] == name].reset_index(drop=True)
+        for name in tqdm([m for m in methods if m != "retrain"], desc=group[0].name, disable=not progress):
+            grid_rows = tuning_rows(group[0], name, refs[group[0].seed], grid=grid, profile=profile, device=device,
+                                    retain_eval=retain_eval, base=base, budget=budgets.get(name, True))
             rows += [{**r, "pick": "grid"} for r in grid_rows.to_dict("records")]
-            picks = {"rule": ("forget_then_val", group),
-                     "oracle": ("oracle", {"every_seed": group, "tuning_seed": group[:1], "none": []}[oracle])}
-            for label, (rule, seeds) in picks.items():
-                settings = json.loads(grid_rows.loc[select(grid_rows, rule), "settings"])
-                for p in seeds:
-                    rows.append({**run_method(p, name, settings, profile=profile, device=device,
-                                              retain_eval=retain_eval, budget=budgets.get(name, True)),
-                                 "pick": label})
+            for label, rule, seeds in pick_plan(group, oracle):
+                settings = picked_settings(grid_rows, rule)
+                rows += [{**run_method(p, name, settings, profile=profile, device=device, retain_eval=retain_eval,
+                                       budget=budgets.get(name, True)), "pick": label} for p in seeds]
     frame = pd.DataFrame(rows)
     frame["pick"] = frame["pick"].fillna("reference")
     return add_gap(frame.drop(columns=["avg_gap", "time_fraction"], errors="ignore"))

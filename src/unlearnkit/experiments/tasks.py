@@ -9,6 +9,7 @@ model (:func:`make_problem`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..data import Split, make_split
 from ..data.splits import training_pool
 from ..metrics import Timer, accuracy
 from ..models import build_model
-from ..train import TrainConfig, cached_train, train_model
+from ..train import TrainConfig, cached_train, keys_only_active, train_model
 from .harness import ORACLE_SEEDS, Grid, Problem, check_budget
 
 
@@ -298,6 +299,8 @@ def retrain_seconds_this_run(task: ImageTask, split: Split, seed: int, info: dic
     measured in another run, perhaps under other load, so one epoch of the same recipe on the
     same retain set is timed now (fresh model, not cached) and multiplied by ``task.train.epochs``.
     """
+    if keys_only_active():
+        return math.nan  # stand-in models: nothing to time (unlearnkit.train.keys_only)
     if not info["hit"]:
         return float(info["train_seconds"])
     cfg = replace(task.train, seed=seed, epochs=1, schedule="constant", milestones=())  # the time, not the rate
@@ -315,7 +318,12 @@ def _model_row(role: str, task: ImageTask, seed: int, info: dict, model: nn.Modu
     return {"role": role, "task": task.dataset, "model": task.model, "seed": seed,
             "cache_key": Path(info["path"]).stem, "cache_hit": bool(info["hit"]),
             "train_seconds": float(info["train_seconds"]),
-            "test_accuracy": accuracy(model, split.test, device=device)}
+            "test_accuracy": test_accuracy(model, split.test, device=device)}
+
+
+def test_accuracy(model: nn.Module, data, *, device) -> float:
+    """Accuracy on ``data``; NaN for the stand-in models of :func:`unlearnkit.train.keys_only`."""
+    return math.nan if keys_only_active() else accuracy(model, data, device=device)
 
 
 def make_problem(task: ImageTask, scenario: str, *, seed: int, device, root=None, progress: bool = False,
