@@ -1,0 +1,26 @@
+"""A test plugin: fine-tuning that first writes its process id to ``$UNLEARNKIT_TEST_PIDFILE``
+and sleeps, so a test can kill the worker running it (test_cluster.py)."""
+
+import os
+import time
+from dataclasses import dataclass
+
+from unlearnkit.methods import register
+from unlearnkit.methods.finetune import FinetuneConfig, finetune_loop
+
+
+@dataclass(frozen=True)
+class SleepyConfig(FinetuneConfig):
+    """Fine-tuning's settings."""
+
+
+@register("sleepy_finetune", label="FT (sleepy)", config=SleepyConfig, needs_retain=True, needs_forget=False,
+          passes=("epochs",), reference_retrain_epochs=160, reference="test plugin", idea="fine-tuning, slowly")
+def sleepy_finetune(model, split, cfg, ctx):
+    """Write the pid, sleep 4 s, fine-tune."""
+    pidfile = os.environ.get("UNLEARNKIT_TEST_PIDFILE")
+    if pidfile:
+        with open(pidfile, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(4)
+    return finetune_loop(model, split.retain, cfg, ctx)
