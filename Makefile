@@ -1,6 +1,7 @@
 # make test  — create .venv from pyproject.toml if missing, run the whole test suite
 # make book  — execute every chapter at the cpu profile with papermill, build _build/html
 # make bench — print the benchmark ratios (benchmarks/)
+# make bench-ray — warming a chapter's cpu trainings: two Ray workers against one process
 # make gpu-check — on a GPU: every paper dry run, timings, one ResNet-18 epoch (benchmarks/gpu.json)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -11,7 +12,7 @@ export UNLEARNKIT_DATA ?= $(CURDIR)/data
 # slowed a contended CIFAR training step 5-7x (small_cnn, batch 100: 1.39 s vs 0.19-0.25 s).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: test book bench gpu-check data env clean
+.PHONY: test book bench bench-ray gpu-check data env clean
 
 env: $(VENV)/.installed
 
@@ -34,6 +35,9 @@ book: env data
 
 bench: env data
 	$(BIN)/python benchmarks/run.py
+
+bench-ray: env data
+	$(BIN)/python benchmarks/ray_warm.py
 
 gpu-check: env data
 	$(BIN)/python benchmarks/gpu_check.py --device cuda
