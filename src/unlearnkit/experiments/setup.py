@@ -12,7 +12,8 @@ import torch
 from ..config import check_profile
 from ..data import Split, TensorSet, load_dataset
 from ..metrics import per_sample_loss
-from .tasks import ImageTask, cifar10_task
+from .tasks import ImageTask, cifar10_task, train_original
+from .work import Work, recipe
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ def profile_config(profile: str) -> SetupProfile:
     if profile == "smoke":
         return SetupProfile(cifar10_task("smoke"), "synthetic-faces", {}, ("synthetic-text",), forget_class=3)
     return SetupProfile(cifar10_task(profile), "ckplus", {}, ("sms", "davidson"), forget_class="cat")
+
+
+def work(cfg: SetupProfile, protocol, seed: int, *, root=None) -> Work:
+    """The chapter's trainings (:mod:`.work`): the CIFAR-10 original of every seed of ``protocol``
+    (the originals every later chapter's problems start from)."""
+    return Work("00_setup", problems=tuple(recipe(train_original, task=cfg.task, seed=seed + r, root=root)
+                                           for r in range(protocol.seeds)))
 
 
 def dataset_table(cfg: SetupProfile, root=None) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -37,13 +37,14 @@ KINDS = ("train", "run", "picks")
 
 @dataclass(frozen=True, eq=False)
 class Recipe:
-    """``function(**kwargs, device=, progress=)`` builds one problem; ``function`` is a dotted
-    name (``"unlearnkit.experiments.tasks:book_problem"``), so a recipe travels to other machines."""
+    """``function(**kwargs, device=, progress=)`` builds one problem (in :attr:`Work.problems`,
+    anything whose models the chapter trains, e.g. an original); ``function`` is a dotted name
+    (``"unlearnkit.experiments.tasks:book_problem"``), so a recipe travels to other machines."""
 
     function: str
     kwargs: dict = field(default_factory=dict)
 
-    def build(self, *, device, progress: bool = False) -> harness.Problem:
+    def build(self, *, device, progress: bool = False):
         module, name = self.function.split(":")
         return getattr(importlib.import_module(module), name)(**self.kwargs, device=device, progress=progress)
 
