@@ -100,3 +100,35 @@ def test_a_killed_worker_is_retried_and_the_cache_stays_valid(cluster, tmp_path)
                           env={**os.environ, "UNLEARNKIT_CACHE": str(cache)}, capture_output=True, text=True)
     units = [json.loads(line) for line in plan.stdout.splitlines()]
     assert units and all(u["cached"] for u in units), plan.stderr[-2000:]
+
+
+BROKEN = '''
+from dataclasses import dataclass
+from unlearnkit.methods import register
+from unlearnkit.methods.finetune import FinetuneConfig
+
+
+@dataclass(frozen=True)
+class BrokenConfig(FinetuneConfig):
+    """Fine-tuning's settings."""
+
+
+@register("broken_method", config=BrokenConfig, needs_retain=True, passes=("epochs",), reference_retrain_epochs=160,
+          reference="test plugin", idea="always fails")
+def broken_method(model, split, cfg, ctx):
+    raise ValueError("this method always fails")
+'''
+
+
+def test_a_failing_unit_is_named_and_its_dependents_do_not_run(cluster, tmp_path):
+    plugin = tmp_path / "broken_plugin.py"
+    plugin.write_text(BROKEN)
+    proc = _warm(cluster["address"], tmp_path / "cache", f'plugins=["{plugin}"]', 'methods=["broken_method"]')
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    failed = summary["failed"]
+    assert failed and all("broken_method" in label for label in failed)
+    assert any("this method always fails" in text for text in failed.values())
+    assert "FAILED: broken_method" in out and summary["still_missing"]
+    assert not [label for label in summary["still_missing"] if label.startswith("original")]

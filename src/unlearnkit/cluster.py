@@ -124,8 +124,9 @@ def warm(units: Sequence[Unit], context: Context, *, address: str | None = None,
                 done += 1
                 unit_seconds.append(result.get("seconds", float("nan")))
                 report(f"[warm] {done + len(failed)}/{len(todo)} done: {label[ready[0]]}")
-            except Exception as err:  # a unit's error, or a dependency's, names the unit
-                failed[label[ready[0]]] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            except Exception as err:  # a unit's error, or a dependency's, named with the unit
+                cause = getattr(err, "cause", None) or err  # a RayTaskError wraps the unit's exception
+                failed[label[ready[0]]] = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
                 report(f"[warm] {done + len(failed)}/{len(todo)} FAILED: {label[ready[0]]}: {failed[label[ready[0]]]}")
         return WarmReport(len(todo), done, failed, time.perf_counter() - start, unit_seconds)
     finally:
