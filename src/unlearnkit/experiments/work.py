@@ -20,6 +20,7 @@ cached trainings of the same model (NaN when none is cached yet).
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import time
@@ -165,8 +166,6 @@ def _model_of(key: Mapping) -> str:
 
 def _stored(path: str | Path, field_name: str) -> float:
     """A number the cache entry's ``.json`` sidecar holds (NaN when absent)."""
-    import json
-
     sidecar = Path(path).with_suffix(".json")
     try:
         return float(json.loads(sidecar.read_text()).get(field_name, math.nan))
@@ -176,8 +175,6 @@ def _stored(path: str | Path, field_name: str) -> float:
 
 def _run_cached(key: dict) -> tuple[bool, float, Path]:
     """Whether the run of ``key`` is cached (its sidecar's key matches), its measured seconds, its path."""
-    import json
-
     path = harness.run_path(key)
     try:
         meta = json.loads(path.with_suffix(".json").read_text())
@@ -239,7 +236,8 @@ def _plan_group(c: Comparison, group: list[Recipe], built: dict, units: dict[str
             keys, cached, seconds = _resolve_picks(c, tuning, target, method, rules[id(r)], grid_ids, units)
             units[uid] = Unit(uid, "picks", f"{method} {'+'.join(rules[id(r)])} pick(s) on {target.name} seed "
                                             f"{target.seed}", " ".join(keys), cached,
-                              tuple(dict.fromkeys(grid_ids + target_trains)), epochs * len(rules[id(r)]), seconds,
+                              tuple(dict.fromkeys(grid_ids + target_trains)),
+                              0.0 if r is group[0] else epochs * len(rules[id(r)]), seconds,  # tuning seed: grid runs
                               ("picks", group[0], r, method, tuple(rules[id(r)]), c))
 
 
@@ -278,18 +276,17 @@ def _resolve_picks(c: Comparison, tuning, target, method: str, rules: Sequence[s
 
 def _estimate_seconds(units: list[Unit]) -> None:
     """Missing units' seconds: their epochs × the median seconds per epoch of the cached trainings
-    of the same model (every model, when that one has none)."""
+    of the same model architecture; NaN while none is cached (no guess across models)."""
     rates: dict[str, list[float]] = {}
     for u in units:
         if u.kind == "train" and u.cached and u.epochs > 0 and not math.isnan(u.seconds):
             rates.setdefault(u.job[3], []).append(u.seconds / u.epochs)
-    every = sorted(r for rs in rates.values() for r in rs)
     model_of = {u.id: u.job[3] for u in units if u.kind == "train"}
     for u in units:
         if not math.isnan(u.seconds):
             continue
-        models = [model_of[d] for d in u.deps if d in model_of] or [model_of.get(u.id, "?")]
-        rate = sorted(rates.get(models[0], every))
+        model = model_of.get(u.id) or next((model_of[d] for d in u.deps if d in model_of), "?")
+        rate = sorted(rates.get(model, []))
         u.seconds = u.epochs * rate[len(rate) // 2] if rate else math.nan
 
 
