@@ -5,7 +5,11 @@ appendix renders the file. Columns: ``id``, ``paper`` (bib key, or ``project`` f
 own targets), ``source`` (arXiv identifier and version, or the code whose output is quoted),
 ``where`` (table, figure or section), ``value`` (empty: the source states the claim without a
 number), ``unit``, ``basis`` (``paper``, ``code output``, ``derived from the paper's row``,
-``unverified``, ...), ``note``.
+``unverified``, ...), ``setting`` (where the number was measured: ``dataset · model[ · code]``;
+empty where the fact is a target, a direction or a check of ours), ``note``.
+
+A scorecard row against a fact with a setting must name its own (:meth:`unlearnkit.record.Recorder.score`):
+a number from another setting is context, never a match.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Fact:
     value: Any
     unit: str
     basis: str
+    setting: str
     note: str
 
     @property

@@ -12,8 +12,14 @@ Results schema (``results.json``), written atomically by :meth:`Recorder.save`::
       "config": {...},                 # the resolved settings of every task and method that ran
       "changes": [{"part", "setting", "value", "paper", "why"}, ...],  # the profile block: how
                                        # this profile departs from the paper's, a reason per line
-      "scorecard": [{"id", "claim", "paper", "ours", "verdict", "note",
-                     "n", "ci_low", "ci_high", "rule", "fact", "arxiv"}, ...],
+      "scorecard": [{...}, ...],       # one row per claim, the fields of SCORE_FIELDS: id, claim,
+                                       # paper, ours (mean; paired rows: the paired difference),
+                                       # n, ci_low, ci_high (95 % t, clipped to the metric's range),
+                                       # verdict (VERDICTS), rule, test, band / partly_band
+                                       # ([low, high], null = unbounded), clipped, dropped,
+                                       # seeds_needed (inconclusive rows), paired_mean / _low /
+                                       # _high and rival (comparative rows), setting / paper_setting,
+                                       # basis (the fact's), fact, arxiv, note
       "wall_time_s": 12.3,              # first Recorder call to save
       "finished": "2026-12-01T10:00:00+00:00", "commit": "4c52bba" (``+dirty``: uncommitted edits),
       "dry_run": false,                # true: a dry run (:mod:`unlearnkit.dryrun`), verdicts "dry run"
@@ -29,51 +35,168 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from . import dryrun
 from .runtime import atomic_write_text, source_commit
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "no paper value", "dry run")
-"""A row's verdict; every row of a dry run (:mod:`unlearnkit.dryrun`) reads "dry run"."""
+VERDICTS = ("reproduced", "partly", "inconclusive", "not reproduced", "different setting", "not measured",
+            "single run", "no paper value", "dry run")
+"""A row's verdict (:data:`VERDICT_RULE`); every row of a dry run (:mod:`unlearnkit.dryrun`) reads "dry run"."""
 
 FROM_FACT = object()
 """``Recorder.score``'s default ``paper``: the value of the row's fact."""
 
-SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "fact", "arxiv", "note")
+SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "test", "band",
+                "partly_band", "clipped", "dropped", "seeds_needed", "paired_mean", "paired_low", "paired_high",
+                "rival", "setting", "paper_setting", "basis", "fact", "arxiv", "note")
+"""Every scorecard row has these fields (README: results schema). ``test``: how the verdict was
+reached (``equivalence``, ``paired``, ``exact``, ``point``, ``computed``, ``setting``)."""
 
-VERDICT_RULE = ("A scorecard row compares the paper's value p with our mean over n independent seeds "
-                "and its 95% Student-t interval [lo, hi]. Reproduced: p lies inside [lo, hi], or the "
-                "whole interval lies inside the tolerance band around p. Partly: the interval meets the "
-                "wider 'partly' band. Otherwise not reproduced. With a single seed there is no interval "
-                "and the mean alone is compared with the bands. One-sided claims ('at least p') extend "
-                "the band to infinity on the side the claim allows; yes/no claims must match exactly.")
-"""The verdict rule, stated once (chapter 0 shows it); :func:`interval_verdict` implements it."""
+VERDICT_RULE = (
+    "A scorecard row compares the paper's value p with our mean over n independent seeds and its 95% "
+    "Student-t interval [lo, hi], clipped to the metric's range where it has one (and marked 'clipped'). "
+    "The rule is an equivalence test. Reproduced: the whole interval lies inside the tolerance band around p. "
+    "Partly: the whole interval lies inside the wider partly band. Not reproduced: the whole interval lies "
+    "outside the tolerance band and not inside the partly band (the difference is detected). Inconclusive: "
+    "anything else (the interval straddles a band edge); the row says how many seeds the observed spread "
+    "would need to decide. A wider interval never earns a better verdict. "
+    "A comparative claim ('A beats B') is judged on the per-seed paired difference of A and B (same original, "
+    "same forget draw): reproduced when its 95% interval lies on the claimed side of zero, not reproduced "
+    "when it lies on the other side, inconclusive when it contains zero; 'A beats every baseline' needs "
+    "this against each baseline, and the row shows the closest rival. "
+    "A single seed reads 'single run' (the mean against the bands, stated in the row); no finite value reads "
+    "'not measured' (the row counts the seeds dropped); a paper number measured in another setting "
+    "(dataset, model, code) is context and reads 'different setting' (its direction, where the paper "
+    "claims one, is a paired row). One-sided claims ('at least p') extend the band to infinity on the side "
+    "the claim allows; yes/no claims must match exactly.")
+"""The verdict rule, stated once (chapter 0 shows it); :func:`interval_verdict` and
+:func:`paired_verdict` implement it."""
 
 
-def _band(paper: float, tol: float, *, relative: bool, at_least: bool, at_most: bool) -> tuple[float, float]:
-    width = tol * (abs(paper) if relative else 1.0)
-    return (paper - width, math.inf if at_least else paper + width) if not at_most else (-math.inf, paper + width)
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def bands(paper: float, *, tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
+          at_least: bool = False, at_most: bool = False) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """``(band, partly_band)``: the tolerance band around ``paper`` and the wider partly band
+    (None without ``partly_tol``), each ``(low, high)``; widths are fractions of ``|paper|`` when
+    ``relative``; ``at_least`` (``at_most``) opens the band upwards (downwards)."""
+    if at_least and at_most:
+        raise ValueError("a claim is at_least or at_most, not both")
+
+    def band(width: float) -> tuple[float, float]:
+        width *= abs(paper) if relative else 1.0
+        return (-math.inf if at_most else paper - width, math.inf if at_least else paper + width)
+
+    return band(tol), (band(partly_tol) if partly_tol is not None else None)
+
+
+def _inside(low: float, high: float, band: tuple[float, float]) -> bool:
+    return band[0] <= low and high <= band[1]
+
+
+def _disjoint(low: float, high: float, band: tuple[float, float]) -> bool:
+    return high < band[0] or low > band[1]
 
 
 def interval_verdict(paper: Any, mean: Any, low: float, high: float, *, tol: float = 0.0,
                      partly_tol: float | None = None, relative: bool = False, at_least: bool = False,
                      at_most: bool = False) -> str:
-    """:data:`VERDICT_RULE`: the verdict of an interval ``[low, high]`` around ``mean`` against
-    the paper's value. Without an interval (NaN ends: one seed), :func:`verdict` of the mean."""
-    if paper is None or isinstance(paper, (bool, str)) or isinstance(mean, (bool, str)) or mean is None \
-            or math.isnan(low) or math.isnan(high):
-        return verdict(paper, mean, tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least,
-                       at_most=at_most)
-    p = float(paper)
-    lo_t, hi_t = _band(p, tol, relative=relative, at_least=at_least, at_most=at_most)
-    if low <= p <= high or (lo_t <= low and high <= hi_t):
+    """:data:`VERDICT_RULE` for the 95 % interval ``[low, high]`` around ``mean`` against the
+    paper's value: an equivalence test against :func:`bands`.
+
+    No paper value: "no paper value"; no finite mean: "not measured"; yes/no or text: exact
+    match; no interval (NaN or None ends: one seed): "single run" (:func:`verdict` says where the
+    mean alone falls).
+    """
+    if paper is None:
+        return "no paper value"
+    if _is_missing(mean):
+        return "not measured"
+    if isinstance(paper, (bool, str)) or isinstance(mean, (bool, str)):
+        return "reproduced" if paper == mean else "not reproduced"
+    if _is_missing(low) or _is_missing(high):
+        return "single run"
+    band, partly = bands(float(paper), tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least,
+                         at_most=at_most)
+    if _inside(low, high, band):
         return "reproduced"
-    if partly_tol is not None:
-        lo_p, hi_p = _band(p, partly_tol, relative=relative, at_least=at_least, at_most=at_most)
-        if high >= lo_p and low <= hi_p:
-            return "partly"
-    return "not reproduced"
+    if partly is not None and _inside(low, high, partly):
+        return "partly"
+    if _disjoint(low, high, band):
+        return "not reproduced"
+    return "inconclusive"
+
+
+def paired_verdict(low: float, high: float, *, n: int) -> str:
+    """:data:`VERDICT_RULE` for a paired difference oriented so that positive is the claimed
+    side: "reproduced" when ``[low, high]`` lies above zero, "not reproduced" below, else
+    "inconclusive"; "single run" for one seed, "not measured" for none."""
+    if n == 0:
+        return "not measured"
+    if n == 1 or _is_missing(low) or _is_missing(high):
+        return "single run"
+    if low > 0:
+        return "reproduced"
+    if high < 0:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def seeds_needed(mean: float, sd: float, edges, *, level: float = 0.95, most: int = 10_000) -> int | None:
+    """The least number of seeds whose 95 % t half-width, at the observed spread ``sd``, falls
+    below the distance from ``mean`` to the nearest finite band edge of ``edges`` (so the interval
+    would decide). None when the mean sits on an edge or more than ``most`` seeds would be needed."""
+    from scipy import stats
+
+    distance = min((abs(mean - e) for e in edges if e is not None and math.isfinite(e)), default=math.inf)
+    if not distance > 0 or _is_missing(sd):
+        return None
+    n = np.arange(2, most + 1)
+    decides = stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n) < distance
+    return int(n[decides.argmax()]) if decides.any() else None
+
+
+def interval_of(values: Sequence[Any], bounds: tuple[float, float] | None = None) -> dict:
+    """``{n, mean, sd, low, high, clipped, dropped}`` of per-seed ``values``: the 95 % Student-t
+    interval of the mean (:func:`unlearnkit.metrics.t_interval`) over the finite values, clipped
+    to ``bounds`` (the metric's range; ``clipped`` says whether an end moved; the clipped
+    interval keeps its coverage, since the true mean lies in the range); ``dropped`` counts the
+    non-finite values left out."""
+    from .metrics import t_interval
+
+    raw = [math.nan if v is None else float(v) for v in _jsonable(list(values))]
+    finite = [v for v in raw if math.isfinite(v)]
+    n, mean, low, high = t_interval(finite)
+    sd = float(np.std(finite, ddof=1)) if n >= 2 else math.nan
+    clipped = False
+    if bounds is not None and n >= 2:
+        new_low, new_high = max(low, bounds[0]), min(high, bounds[1])
+        clipped, low, high = (new_low, new_high) != (low, high), new_low, new_high
+    return {"n": n, "mean": mean, "sd": sd, "low": low, "high": high, "clipped": clipped,
+            "dropped": len(raw) - len(finite)}
+
+
+def format_paired(test: Mapping) -> str:
+    """A paired difference for reading: ``+0.012 [−0.004, 0.028] (n = 3)``."""
+    if test["n"] == 0:
+        return "no common seeds"
+    text = f"{test['mean']:+.3g}"
+    if test["n"] >= 2:
+        text += f" [{test['low']:.3g}, {test['high']:.3g}]"
+    return text + f" (n = {test['n']})"
+
+
+def check_setting(row_id: str, quoted, setting: str | None) -> None:
+    """A fact measured at a stated setting needs the row's own setting, so that a number from
+    another dataset, model or code base is never scored as a match by omission."""
+    if quoted.setting and setting is None:
+        raise ValueError(f"scorecard row {row_id!r}: fact {quoted.id!r} was measured at {quoted.setting!r}; "
+                         "pass setting= (where ours was measured) so the two can be compared")
 
 
 def rule_text(*, n: int, tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
@@ -90,28 +213,26 @@ def rule_text(*, n: int, tol: float = 0.0, partly_tol: float | None = None, rela
 
 def verdict(paper: Any, ours: Any, *, tol: float = 0.0, partly_tol: float | None = None,
             relative: bool = False, at_least: bool = False, at_most: bool = False) -> str:
-    """Compare our number with the paper's.
+    """Where a single number falls (a deterministic computation, or a single run's mean).
 
     ``|ours - paper| <= tol`` → ``"reproduced"``; ``<= partly_tol`` → ``"partly"``; else
     ``"not reproduced"``. With ``relative=True`` the tolerances are fractions of
     ``|paper|``. ``at_least`` (``at_most``) makes the claim one-sided: any ``ours`` above
     (below) the paper's value counts as a difference of zero. Booleans and strings must
-    match exactly. A missing paper value gives ``"no paper value"``.
+    match exactly. A missing paper value gives ``"no paper value"``, a missing ``ours``
+    ``"not measured"``.
     """
     if paper is None:
         return "no paper value"
-    if ours is None or (isinstance(ours, float) and math.isnan(ours)):
-        return "not reproduced"
+    if _is_missing(ours):
+        return "not measured"
     if isinstance(paper, (bool, str)) or isinstance(ours, (bool, str)):
         return "reproduced" if paper == ours else "not reproduced"
-    signed = float(ours) - float(paper)
-    if (at_least and signed > 0) or (at_most and signed < 0):
-        signed = 0.0
-    diff = abs(signed)
-    scale = abs(float(paper)) if relative else 1.0
-    if diff <= tol * scale:
+    band, partly = bands(float(paper), tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least,
+                         at_most=at_most)
+    if _inside(float(ours), float(ours), band):
         return "reproduced"
-    if partly_tol is not None and diff <= partly_tol * scale:
+    if partly is not None and _inside(float(ours), float(ours), partly):
         return "partly"
     return "not reproduced"
 
@@ -249,39 +370,115 @@ class Recorder:
     def score(self, id: str, claim: str, paper: Any = FROM_FACT, ours: Any = None, *, fact: str,
               arxiv: str | None = None, values=None, n: int | None = None, note: str = "",
               tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
-              at_least: bool = False, at_most: bool = False, verdict_override: str | None = None) -> dict:
-        """Add a scorecard row; its verdict follows :data:`VERDICT_RULE`.
+              at_least: bool = False, at_most: bool = False, bounds: tuple[float, float] | None = None,
+              setting: str | None = None, verdict_override: str | None = None) -> dict:
+        """Add a scorecard row; its verdict follows :data:`VERDICT_RULE` (:func:`interval_verdict`).
 
         fact: the id of the quoted number in :mod:`unlearnkit.facts` (an unknown id raises); it
-        gives the row's paper value and source, unless ``paper`` (a quantity computed from
+        gives the row's paper value, source and basis, unless ``paper`` (a quantity computed from
         facts, or None for a row without a paper value) or ``arxiv`` replace them.
-        values: our per-seed values (``ours`` becomes their mean, with a 95 % t-interval); or
-        ``ours`` alone (one value, no interval; ``n`` says how many seeds a yes/no claim or a
-        derived number rests on).
+        values: our per-seed values: ``ours`` becomes their mean, with a 95 % t-interval clipped
+        to ``bounds`` (the metric's range, e.g. ``(0, 100)``); non-finite values are dropped and
+        counted (``dropped``), and none left reads "not measured". Or ``ours`` alone: a
+        deterministic number (``n`` None: the point verdict of :func:`verdict`), one run
+        (``n=1``: "single run") or a yes/no claim resting on ``n`` seeds (exact match).
+        setting: where our number was measured (e.g. ``"cifar10 · small_cnn"``); required when
+        the fact names its own setting, and a different one reads "different setting".
         ``verdict_override`` is for verdicts computed elsewhere (one of :data:`VERDICTS`).
         """
         from .facts import fact as get_fact
-        from .metrics import t_interval
 
         if verdict_override is not None and verdict_override not in VERDICTS:
             raise ValueError(f"verdict {verdict_override!r} not one of {VERDICTS}")
         quoted = get_fact(fact)
         paper = quoted.value if paper is FROM_FACT else paper
-        arxiv = arxiv or (quoted.citation if paper is not None else None)
-        if values is not None:
-            count, ours, low, high = t_interval(_jsonable(list(values)))
-        else:
-            count, low, high = (1 if n is None else n), math.nan, math.nan
         exact = isinstance(paper, (bool, str)) or isinstance(ours, (bool, str))
-        bands = dict(tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least, at_most=at_most)
-        row = {"id": id, "claim": claim, "paper": _jsonable(paper), "ours": _jsonable(ours),
-               "verdict": "dry run" if dryrun.active() else
-               verdict_override or interval_verdict(paper, ours, low, high, **bands),
-               "note": note, "n": count, "ci_low": _jsonable(low), "ci_high": _jsonable(high),
-               "rule": "computed: " + note if verdict_override else rule_text(n=count, exact=exact, **bands),
-               "fact": fact, "arxiv": arxiv}
-        if any(r["id"] == id for r in self.results["scorecard"]):
-            raise ValueError(f"scorecard id {id!r} recorded twice")
+        if values is None and not exact and not _is_missing(ours) and (n or 1) > 1:
+            raise ValueError(f"scorecard row {id!r}: a number over n = {n} seeds needs its per-seed values= "
+                             "(the verdict rests on their interval), not ours= alone")
+        check_setting(id, quoted, setting)
+        spread = interval_of(values, bounds) if values is not None else \
+            {"n": 1 if n is None else n, "mean": ours, "low": math.nan, "high": math.nan, "sd": math.nan,
+             "clipped": False, "dropped": 0}
+        ours = spread["mean"]
+        band_kw = dict(tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least, at_most=at_most)
+        numeric = not exact and paper is not None
+        band, partly = bands(float(paper), **band_kw) if numeric else (None, None)
+        if verdict_override:
+            found, test, rule = verdict_override, "computed", "computed: " + note
+        elif exact:
+            found, test, rule = interval_verdict(paper, ours, math.nan, math.nan), "exact", "exact match"
+        elif values is None and n is None:
+            found, test, rule = verdict(paper, ours, **band_kw), "point", "deterministic value vs " + \
+                rule_text(n=1, **band_kw).split(" vs ", 1)[-1]
+        else:
+            found = interval_verdict(paper, ours, spread["low"], spread["high"], **band_kw)
+            test, rule = "equivalence", rule_text(n=spread["n"], **band_kw)
+            if found == "single run" and paper is not None:
+                rule += f" (the mean alone: {verdict(paper, ours, **band_kw)})"
+        if quoted.setting and setting != quoted.setting and found not in ("not measured", "no paper value"):
+            found, test = "different setting", "setting"
+            rule = f"context: the paper's value is from {quoted.setting}, ours from {setting}"
+        needed = (seeds_needed(ours, spread["sd"], [*band, *(partly or ())]) if found == "inconclusive" else None)
+        row = {"id": id, "claim": claim, "paper": paper, "ours": ours, "n": spread["n"], "ci_low": spread["low"],
+               "ci_high": spread["high"], "verdict": found, "rule": rule, "test": test, "band": band,
+               "partly_band": partly, "clipped": spread["clipped"], "dropped": spread["dropped"],
+               "seeds_needed": needed, "setting": setting, "note": note, "fact": fact,
+               "arxiv": arxiv or (quoted.citation if paper is not None else None)}
+        return self._add_row(row, quoted)
+
+    def paired(self, id: str, claim: str, ours: Mapping[Any, float], rivals: Mapping[str, Mapping[Any, float]], *,
+               fact: str, higher_is_better: bool, note: str = "", arxiv: str | None = None,
+               setting: str | None = None) -> dict:
+        """Add a comparative row: ``ours`` beats every rival (:data:`VERDICT_RULE`, :func:`paired_verdict`).
+
+        ours / rivals: per-seed values ``{seed: value}`` of our method and of each rival
+        (``{rival label: {seed: value}}``), measured on the same original and forget draw per
+        seed. Per rival, on the seeds both have finite values, the paired difference
+        ``d_s = ours_s − rival_s`` (negated when lower is better, so positive = ours better), its
+        mean and 95 % t-interval. Reproduced only when every rival's interval lies above zero;
+        not reproduced when one lies below; else inconclusive (or "single run" / "not measured").
+        The row shows the rival that decides (``rival``, ``paired_*``); the note lists them all.
+        """
+        from .facts import fact as get_fact
+
+        quoted = get_fact(fact)
+        if not rivals:
+            raise ValueError(f"scorecard row {id!r}: a comparative claim needs at least one rival")
+        sign = 1.0 if higher_is_better else -1.0
+        tests = {}
+        for name, theirs in rivals.items():
+            seeds = [s for s in ours if s in theirs and math.isfinite(float(ours[s])) and math.isfinite(float(theirs[s]))]
+            tests[name] = interval_of([sign * (float(ours[s]) - float(theirs[s])) for s in seeds])
+            tests[name]["verdict"] = paired_verdict(tests[name]["low"], tests[name]["high"], n=tests[name]["n"])
+        order = ("not reproduced", "not measured", "single run", "inconclusive", "reproduced")
+        found = min((t["verdict"] for t in tests.values()), key=order.index)
+        ends = {"not reproduced": "high", "inconclusive": "low", "reproduced": "low"}
+        decider = min((k for k in tests if tests[k]["verdict"] == found),
+                      key=lambda k: tests[k].get(ends.get(found, "n"), 0))
+        best = tests[decider]
+        listed = "; ".join(f"vs {k}: {format_paired(t)}" for k, t in tests.items())
+        row = {"id": id, "claim": claim, "paper": quoted.value, "ours": best["mean"], "n": best["n"],
+               "ci_low": best["low"], "ci_high": best["high"], "verdict": found,
+               "rule": f"paired difference ({'higher' if higher_is_better else 'lower'} is better) per seed vs "
+                       f"each of {len(tests)} rival(s), 95% t-interval above 0",
+               "test": "paired", "band": None, "partly_band": None, "clipped": False, "dropped": 0,
+               "seeds_needed": seeds_needed(best["mean"], best["sd"], [0.0]) if found == "inconclusive" else None,
+               "paired_mean": best["mean"], "paired_low": best["low"], "paired_high": best["high"], "rival": decider,
+               "setting": setting, "note": (note + "; " if note else "") + listed, "fact": fact,
+               "arxiv": arxiv or quoted.citation}
+        return self._add_row(row, quoted)
+
+    def _add_row(self, row: dict, quoted) -> dict:
+        """Complete ``row`` to :data:`SCORE_FIELDS` (the fact's basis and setting), stamp a dry
+        run, refuse a second row of the same id, and store it."""
+        if any(r["id"] == row["id"] for r in self.results["scorecard"]):
+            raise ValueError(f"scorecard id {row['id']!r} recorded twice")
+        row = {name: None for name in SCORE_FIELDS} | row | {"basis": quoted.basis,
+                                                              "paper_setting": quoted.setting or None}
+        if dryrun.active():
+            row["verdict"] = "dry run"
+        row = {name: _jsonable(row[name]) for name in SCORE_FIELDS}
         self.results["scorecard"].append(row)
         return row
 
@@ -326,8 +523,9 @@ def execution_stats(folder: str | Path | None) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=columns)
 
 
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e",
-                   "no paper value": "#57606a", "dry run": "#8250df"}
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "inconclusive": "#6e7781",
+                   "not reproduced": "#cf222e", "different setting": "#0969da", "not measured": "#57606a",
+                   "single run": "#8c959f", "no paper value": "#57606a", "dry run": "#8250df"}
 
 
 def format_number(value: Any) -> str:
@@ -344,21 +542,46 @@ def format_number(value: Any) -> str:
 
 
 def scorecard_html(rows: list[dict]) -> str:
-    """An HTML table of scorecard rows: the full claim (and note), the paper's value, our mean with
-    its 95 % interval and ``n``, the unit (from the row's fact), the verdict as a coloured badge,
-    and where the claim is quoted from."""
+    """An HTML table of scorecard rows: the full claim (and note), the paper's value with its
+    basis (and its setting where ours differs), our mean with its 95 % interval and ``n`` (for a
+    comparative row the paired difference against the deciding rival), the unit (from the row's
+    fact), the verdict as a coloured badge (with the seeds an inconclusive row would need), and
+    where the claim is quoted from."""
     import html
 
-    def ours(row: dict) -> str:
-        text = format_number(row["ours"])
-        if row.get("ci_low") is not None and row.get("ci_high") is not None:
-            text += f" [{format_number(row['ci_low'])}, {format_number(row['ci_high'])}]"
-        return text + (f" <small>n = {row['n']}</small>" if row.get("n") else "")
+    def small(text: str) -> str:
+        return f'<br><small style="color:#57606a">{html.escape(text)}</small>'
 
-    def badge(verdict: str) -> str:
+    def interval(row: dict) -> str:
+        if row.get("ci_low") is None or row.get("ci_high") is None:
+            return ""
+        return f" [{format_number(row['ci_low'])}, {format_number(row['ci_high'])}]" + \
+            ("<sup>clipped</sup>" if row.get("clipped") else "")
+
+    def ours(row: dict) -> str:
+        text = ("Δ " if row.get("test") == "paired" else "") + html.escape(format_number(row["ours"])) + interval(row)
+        text += f" <small>n = {row['n']}</small>" if row.get("n") else ""
+        if row.get("test") == "paired" and row.get("rival"):
+            text += small(f"vs {row['rival']} (closest rival)")
+        return text + (small(f"{row['dropped']} seed(s) dropped: no finite value") if row.get("dropped") else "")
+
+    def paper(row: dict) -> str:
+        text = html.escape(format_number(row["paper"]))
+        if row.get("basis"):
+            text += small(row["basis"])
+        if row.get("verdict") == "different setting" and row.get("paper_setting"):
+            text += small(f"at {row['paper_setting']}; ours at {row.get('setting')}")
+        return text
+
+    def badge(row: dict) -> str:
+        verdict = row["verdict"]
         colour = VERDICT_COLOURS.get(verdict, "#57606a")
-        return (f'<span style="background:{colour};color:#fff;border-radius:0.6em;padding:0.1em 0.55em;'
+        text = (f'<span style="background:{colour};color:#fff;border-radius:0.6em;padding:0.1em 0.55em;'
                 f'white-space:nowrap">{html.escape(verdict)}</span>')
+        if verdict == "inconclusive":
+            needed = row.get("seeds_needed")
+            text += small(f"≈ {needed} seeds would decide" if needed else "more seeds would not decide")
+        return text
 
     def unit(row: dict) -> str:
         from .facts import all_facts
@@ -368,10 +591,10 @@ def scorecard_html(rows: list[dict]) -> str:
 
     body = []
     for row in rows:
-        note = f'<br><small style="color:#57606a">{html.escape(str(row["note"]))}</small>' if row.get("note") else ""
-        body.append(f"<tr><td>{html.escape(str(row['claim']))}{note}</td>"
-                    f"<td>{html.escape(format_number(row['paper']))}</td><td>{ours(row)}</td><td><small>{unit(row)}</small></td>"
-                    f"<td>{badge(row['verdict'])}</td><td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
+        note = small(str(row["note"])) if row.get("note") else ""
+        body.append(f"<tr><td>{html.escape(str(row['claim']))}{note}</td><td>{paper(row)}</td><td>{ours(row)}</td>"
+                    f"<td><small>{unit(row)}</small></td><td>{badge(row)}</td>"
+                    f"<td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Unit", "Verdict", "Source"))
     return (f'<table class="scorecard table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
