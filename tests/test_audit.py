@@ -61,6 +61,29 @@ def test_lira_scores_is_the_gaussian_log_ratio():
     assert np.isnan(audit.lira_scores(phi[:2], member[:2], phi[:1])).all()  # no "in" sample: no score
 
 
+def test_each_variance_option_is_the_documented_formula():
+    # out: example 0 {0, 4}, example 1 {1, 5}; in: {10, 12} and {11, 13}; target φ 11 and 12
+    phi = np.array([[0.0, 1.0], [4.0, 5.0], [10.0, 11.0], [12.0, 13.0]])
+    member = np.array([[False, False], [False, False], [True, True], [True, True]])
+    target = np.array([[11.0, 12.0]])
+    # fixed (the reference's fix_variance): the variance of all four "in" values (ddof 0), 1.25,
+    # for both sides -> (x - mu_out)^2 / 2.5 = 81 / 2.5
+    assert np.allclose(audit.lira_scores(phi, member, target, variance="fixed"), [[32.4, 32.4]])
+    # global: the within-example variance pooled per side, in 2 and out 8 -> log 2 + 81 / 16
+    assert np.allclose(audit.lira_scores(phi, member, target, variance="global"), [[math.log(2) + 81 / 16] * 2])
+
+
+@pytest.mark.parametrize("variance, expected", [
+    ("global", (0.9137070908680796, 0.3247239518472395, 0.12215525114155251)),
+    ("per_example", (0.9009849772912943, 0.3007222914072229, 0.029110419261104192)),
+])
+def test_finite_input_scores_as_before_the_input_checks(variance, expected):
+    # the values the attack gave on planted(1.0) before NaN and inf were refused
+    found = audit.ulira_attack(*planted(1.0), variance=variance)
+    assert (found["auc"], found["tpr_at_1pct"], found["tpr_at_0_1pct"]) == pytest.approx(expected, rel=1e-12)
+    assert found["n_members"] == found["n_nonmembers"] == 2409
+
+
 def test_roc_metrics_reads_the_curve():
     perfect = audit.roc_metrics(np.r_[np.ones(50), np.zeros(50)], np.r_[np.ones(50), np.zeros(50)].astype(bool))
     assert perfect["auc"] == 1.0 and perfect["tpr_at_1pct"] == 1.0 and perfect["tpr_at_0_1pct"] == 1.0
@@ -108,6 +131,66 @@ def test_fewer_than_two_shadows_are_refused(n, monkeypatch):
     one = [a[:1] for a in planted(1.0)]
     with pytest.raises(ValueError, match="n_shadows=1 is out of range"):
         audit.ulira_attack(*one)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_confidence_is_refused_by_name_and_count(value):
+    unlearned, retrained, forgotten = planted(1.0)
+    bad = unlearned.copy()
+    bad[np.argwhere(forgotten)[0][0], np.argwhere(forgotten)[0][1]] = value
+    message = r"phi_unlearned has 1 infinite \(±inf\) of 4800 entries"
+    with pytest.raises(ValueError, match=message):
+        audit.ulira_attack(bad, retrained, forgotten)
+    with pytest.raises(ValueError, match=message):
+        audit.ulira_against_n(bad, retrained, forgotten, [4])
+    bad = retrained.copy()
+    bad[:2, 0] = value
+    with pytest.raises(ValueError, match=r"phi_retrained has 2 infinite \(±inf\) of 4800 entries"):
+        audit.ulira_attack(unlearned, bad, forgotten)
+    finite, member = np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[False, False], [True, True]])
+    spoilt = finite.copy()
+    spoilt[0, 1] = value
+    with pytest.raises(ValueError, match=r"phi has 1 infinite"):
+        audit.lira_scores(spoilt, member, finite[:1])
+    with pytest.raises(ValueError, match=r"phi has 1 infinite"):
+        audit.lira_attack(spoilt, member, [0, 1])
+    with pytest.raises(ValueError, match=r"phi_target has 1 infinite"):
+        audit.lira_scores(finite, member, spoilt[:1])
+    with pytest.raises(ValueError, match=r"logits has 1 infinite \(±inf\) of 6 entries"):
+        audit.logit_confidence(torch.tensor([[0.0, value, 1.0], [1.0, 2.0, 3.0]]), torch.tensor([0, 1]))
+
+
+def test_a_nan_confidence_is_refused_by_name_and_count():
+    unlearned, retrained, forgotten = planted(1.0)
+    bad = unlearned.copy()
+    bad[0, :2] = math.nan
+    with pytest.raises(ValueError, match=r"phi_unlearned has 2 NaN of 4800 entries; drop those examples"):
+        audit.ulira_attack(bad, retrained, forgotten)
+    bad = retrained.copy()
+    bad[3, 7] = math.nan
+    with pytest.raises(ValueError, match=r"phi_retrained has 1 NaN of 4800 entries"):
+        audit.ulira_against_n(unlearned, bad, forgotten, [4])
+    phi, member = np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[False, False], [True, True]])
+    with pytest.raises(ValueError, match=r"phi_target has 1 NaN of 2 entries"):
+        audit.lira_scores(phi, member, np.array([[0.0, math.nan]]))
+    with pytest.raises(ValueError, match=r"logits has 1 NaN"):
+        audit.logit_confidence(torch.tensor([[0.0, math.nan]]), torch.tensor([0]))
+    # in lira_attack a NaN means "takes no part", but not in an entry it is told to score
+    phi = np.r_[phi, phi + 1, phi - 1]
+    phi[0, 0] = math.nan
+    with pytest.raises(ValueError, match=r"phi where score is True has 1 NaN of 12 entries"):
+        audit.lira_attack(phi, np.tile(member, (3, 1)), [0, 0, 1, 1, 2, 2], score=np.ones((6, 2), dtype=bool))
+
+
+def test_per_example_variance_needs_three_shadows():
+    unlearned, retrained, forgotten = planted(1.0)
+    message = r"variance='per_example' needs at least 3 shadows \(leave-one-shadow-out .* 'in' and two 'out'.*\); got 2"
+    with pytest.raises(ValueError, match=message):
+        audit.ulira_attack(unlearned[:2], retrained[:2], forgotten[:2], variance="per_example")
+    with pytest.raises(ValueError, match=message):
+        audit.ulira_against_n(unlearned, retrained, forgotten, [2, 4], variance="per_example")
+    assert audit.ulira_attack(unlearned[:3], retrained[:3], forgotten[:3], variance="per_example")["n_groups"] == 3
+    assert audit.ulira_attack(unlearned[:2], retrained[:2], forgotten[:2])["n_groups"] == 2     # global: 2 suffice
 
 
 def _no_training(*args, **kwargs):

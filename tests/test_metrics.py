@@ -105,6 +105,17 @@ def test_scores_reject_values_outside_unit_interval(call, match):
         call()
 
 
+@pytest.mark.parametrize("call,match", [
+    (lambda: forgetting_score(float("nan")), "mia is NaN"),
+    (lambda: forgetting_score(np.float64("nan")), "mia is NaN"),
+    (lambda: nomus(float("nan"), 0.6), "test_acc is NaN"),
+    (lambda: nomus(0.6, float("nan")), "mia is NaN"),
+])
+def test_scores_reject_nan_by_name(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 def test_avg_gap_mu_mis_table_1():
     mu_mis = {"RA": 76.42, "FA": 0.0, "TA": 75.64}
     retrain = {"RA": 76.52, "FA": 0.0, "TA": 75.76}

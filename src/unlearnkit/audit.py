@@ -51,7 +51,8 @@ from .train import (TrainConfig, cached_train, channels_last_on_cpu, penultimate
 
 FPRS = (0.01, 0.001)
 """The false-positive rates at which the attacks report their true-positive rate (1 % and 0.1 %)."""
-VARIANCES = ("global", "per_example")
+VARIANCES = ("global", "per_example", "fixed")
+"""How :func:`lira_scores` fits the Gaussians' variances (see there)."""
 VARIANCE_FLOOR = 1e-8
 """Smallest variance a Gaussian fit may have (identical φ values would divide by zero)."""
 
@@ -70,6 +71,31 @@ def _check_int(name: str, value, low: int, high: int | None = None, hint: str = 
 def check_n_shadows(n: int) -> int:
     """A shadow count must be an int >= 2 (one shadow is held out, the others fit the Gaussians)."""
     return _check_int("n_shadows", n, 2, hint=" (one is held out, the rest fit the Gaussians)")
+
+
+def _check_shadows(n: int, variance: str) -> int:
+    """``n`` shadows are enough for U-LiRA with ``variance``: :func:`check_n_shadows`, and at
+    least 3 for ``per_example`` (each example's own variance needs two "in" and two "out"
+    values on the shadows left when one is held out)."""
+    check_choice("variance", variance, VARIANCES)
+    check_n_shadows(n)
+    if variance == "per_example" and n < 3:
+        raise ValueError(f"variance='per_example' needs at least 3 shadows (leave-one-shadow-out must leave each "
+                         f"example two 'in' and two 'out' shadows to fit its own variances); got {n}")
+    return n
+
+
+def _check_finite(name: str, values: np.ndarray, *, nan_ok: bool = False) -> np.ndarray:
+    """``values`` if no entry is ±inf (one spoils every mean and pooled variance it enters) nor,
+    unless ``nan_ok``, NaN (it would drop an example from one side of a paired attack only);
+    else a ValueError naming ``name`` and how many entries are bad."""
+    n_inf, n_nan = int(np.isinf(values).sum()), 0 if nan_ok else int(np.isnan(values).sum())
+    if n_inf:
+        raise ValueError(f"{name} has {n_inf} infinite (±inf) of {values.size} entries; every value must be finite")
+    if n_nan:
+        raise ValueError(f"{name} has {n_nan} NaN of {values.size} entries; drop those examples from every argument "
+                         "or fix the model that gave them")
+    return values
 
 
 def check_fprs(fprs: Sequence[float]) -> tuple[float, ...]:
@@ -95,9 +121,11 @@ def logit_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """LiRA's ``φ = log(p_y / (1 − p_y))`` of ``p = softmax(logits)``, ``[N]`` (float64).
 
     Computed stably as ``z_y − logsumexp_{c≠y} z_c`` (Carlini et al. 2022: the logit scaling
-    makes the per-example confidence approximately Gaussian). logits ``[N, K]``, y ``[N]``.
+    makes the per-example confidence approximately Gaussian). logits ``[N, K]``, y ``[N]``,
+    finite (NaN or ±inf raise).
     """
     z = logits.detach().double().cpu()
+    _check_finite("logits", z.numpy())
     y = y.cpu()
     true = z.gather(1, y[:, None]).squeeze(1)
     others = z.scatter(1, y[:, None], -math.inf)
@@ -109,19 +137,21 @@ def model_phi(model: nn.Module, data: TensorSet, *, device) -> np.ndarray:
     return logit_confidence(predict(model, data, device=device), data.y)
 
 
-def _as_matrix(values, name: str) -> np.ndarray:
+def _as_matrix(values, name: str, *, nan_ok: bool = False) -> np.ndarray:
+    """φ ``values`` as a float64 ``[n_models, n_examples]`` array, checked by :func:`_check_finite`."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array [n_models, n_examples]; got shape {arr.shape}")
-    return arr
+    return _check_finite(name, arr, nan_ok=nan_ok)
 
 
 def _gaussians(phi: np.ndarray, mask: np.ndarray, variance: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-example mean ``[E]`` and variance ``[E]`` of the entries of ``phi [M, E]`` where ``mask``.
 
     ``global``: one variance pooled over examples (the within-example sum of squares over its
-    degrees of freedom); ``per_example``: each example's own (NaN below two samples). Where
-    no example has two samples the pooled variance falls back to that of all selected values.
+    degrees of freedom); ``per_example``: each example's own (NaN below two samples); ``fixed``:
+    the variance (ddof 0) of all selected values, every example together. Where no example has
+    two samples ``global`` falls back to ``fixed``.
     """
     counts = mask.sum(0)
     filled = np.where(mask, phi, 0.0)
@@ -132,8 +162,8 @@ def _gaussians(phi: np.ndarray, mask: np.ndarray, variance: str) -> tuple[np.nda
             var = np.where(counts > 1, sq / np.maximum(counts - 1, 1), np.nan)
         else:
             dof = (counts - 1).clip(min=0).sum()
-            pooled = sq.sum() / dof if dof > 0 else (np.var(phi[mask]) if mask.any() else np.nan)
-            var = np.full(phi.shape[1], pooled)
+            spread = np.var(phi[mask]) if mask.any() else np.nan
+            var = np.full(phi.shape[1], sq.sum() / dof if variance == "global" and dof > 0 else spread)
     return mu, np.maximum(var, VARIANCE_FLOOR)
 
 
@@ -146,18 +176,26 @@ def lira_scores(phi: np.ndarray, member: np.ndarray, phi_target: np.ndarray, *,
     """Per-example log likelihood ratios ``log N(φ_t; μ_in, σ²_in) − log N(φ_t; μ_out, σ²_out)``.
 
     phi:        ``[n_models, n_examples]`` φ of each example under each shadow model; NaN marks
-                an entry that takes no part.
+                an entry that takes no part (±inf raises).
     member:     bool ``[n_models, n_examples]``: True where the model is an "in" model for the
                 example (for U-LiRA: it was trained on it and then unlearned it), False where
                 it is "out" (never saw it).
-    phi_target: ``[n_targets, n_examples]`` φ under the models attacked.
+    phi_target: ``[n_targets, n_examples]`` φ under the models attacked (finite: NaN or ±inf raise).
     Returns ``[n_targets, n_examples]`` (higher = more likely "in"); NaN where an example has
-    no "in" or no "out" sample. The Gaussians are fitted per example (Carlini et al. 2022, the
-    online attack, Algorithm 1); ``variance="global"`` shares one variance per side across
-    examples (their fixed-variance variant, which they found better with few shadow models).
+    no "in" or no "out" sample. The means are fitted per example (Carlini et al. 2022, the
+    online attack, Algorithm 1), the variances by ``variance``:
+
+    * ``"global"``: one variance per side shared by every example, the within-example
+      variance pooled over examples, fitted separately on the "in" and on the "out" values
+      (ours; it is not the reference's fixed variance).
+    * ``"per_example"``: each example's own variance per side (NaN below two values a side).
+    * ``"fixed"``: the fixed variance of Carlini et al.'s LiRA code (``fix_variance``), which
+      they found better with few shadow models: the variance of all "in" values, every example
+      together (between-example spread included), used for both sides. Their code also takes
+      medians for the means and first truncates each example to the smallest "in" count.
     """
     check_choice("variance", variance, VARIANCES)
-    phi, phi_target = _as_matrix(phi, "phi"), _as_matrix(phi_target, "phi_target")
+    phi, phi_target = _as_matrix(phi, "phi", nan_ok=True), _as_matrix(phi_target, "phi_target")
     member = np.asarray(member, dtype=bool)
     if member.shape != phi.shape or phi_target.shape[1] != phi.shape[1]:
         raise ValueError(f"shapes disagree: phi {phi.shape}, member {member.shape}, phi_target {phi_target.shape}; "
@@ -165,6 +203,8 @@ def lira_scores(phi: np.ndarray, member: np.ndarray, phi_target: np.ndarray, *,
     present = ~np.isnan(phi)
     mu_in, var_in = _gaussians(phi, present & member, variance)
     mu_out, var_out = _gaussians(phi, present & ~member, variance)
+    if variance == "fixed":
+        var_out = var_in                                   # the reference uses the "in" variance for both
     return _log_normal(phi_target, mu_in, var_in) - _log_normal(phi_target, mu_out, var_out)
 
 
@@ -199,17 +239,18 @@ def lira_attack(phi: np.ndarray, member: np.ndarray, groups: Sequence[int], *, s
     phi, member: ``[n_models, n_examples]`` as in :func:`lira_scores`. groups: ``[n_models]``
     group id of each model (models of one group are held out together; at least 2 groups).
     score: bool ``[n_models, n_examples]``, the entries scored when their model is held out
-    (default: every non-NaN entry); the label of a scored entry is its ``member`` value.
-    Returns :func:`roc_metrics` plus ``n_groups``.
+    (default: every non-NaN entry; naming a NaN entry raises); the label of a scored entry is
+    its ``member`` value. Returns :func:`roc_metrics` plus ``n_groups``.
     """
-    phi = _as_matrix(phi, "phi")
+    phi = _as_matrix(phi, "phi", nan_ok=True)
     member = np.asarray(member, dtype=bool)
     groups = np.asarray(groups)
     if groups.shape != (phi.shape[0],):
         raise ValueError(f"groups must have one id per model ({phi.shape[0]}); got shape {groups.shape}")
     ids = np.unique(groups)
     check_n_shadows(len(ids))
-    score = ~np.isnan(phi) if score is None else np.asarray(score, dtype=bool) & ~np.isnan(phi)
+    score = ~np.isnan(phi) if score is None else np.asarray(score, dtype=bool)
+    _check_finite("phi where score is True", phi[score])
     all_scores, all_labels = [], []
     for g in ids:
         held = groups == g
@@ -219,13 +260,13 @@ def lira_attack(phi: np.ndarray, member: np.ndarray, groups: Sequence[int], *, s
     return {**roc_metrics(np.concatenate(all_scores), np.concatenate(all_labels), fprs), "n_groups": len(ids)}
 
 
-def _ulira_arrays(phi_unlearned, phi_retrained, forgotten):
+def _ulira_arrays(phi_unlearned, phi_retrained, forgotten, variance):
     phi_u, phi_r = _as_matrix(phi_unlearned, "phi_unlearned"), _as_matrix(phi_retrained, "phi_retrained")
     forgotten = np.asarray(forgotten, dtype=bool)
     if not (phi_u.shape == phi_r.shape == forgotten.shape):
         raise ValueError(f"phi_unlearned {phi_u.shape}, phi_retrained {phi_r.shape} and forgotten {forgotten.shape} "
                          "must all be [n_shadows, n_targets]")
-    check_n_shadows(phi_u.shape[0])
+    _check_shadows(phi_u.shape[0], variance)
     return phi_u, phi_r, forgotten
 
 
@@ -237,7 +278,9 @@ def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, forgotten
     unlearned model (its original, trained on a random half of the pool, unlearned with
     ``forget_i`` = the targets in that half). phi_retrained: the same under shadow i's
     retrained model (trained on the half without ``forget_i``: it never saw any target).
-    forgotten: bool ``[n_shadows, n_targets]``, target j in ``forget_i``.
+    forgotten: bool ``[n_shadows, n_targets]``, target j in ``forget_i``. Every φ must be
+    finite (NaN or ±inf raise); variance: see :func:`lira_scores` (``per_example`` needs 3
+    shadows, the others 2).
 
     For each target the "in" Gaussian is fitted on the unlearned models that forgot it, the
     "out" Gaussian on every retrained model (none saw it); each shadow in turn is held out and
@@ -246,7 +289,7 @@ def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, forgotten
     TPR = FPR mean the unlearned models cannot be told from retraining. Returns
     :func:`roc_metrics` plus ``n_groups``.
     """
-    phi_u, phi_r, forgotten = _ulira_arrays(phi_unlearned, phi_retrained, forgotten)
+    phi_u, phi_r, forgotten = _ulira_arrays(phi_unlearned, phi_retrained, forgotten, variance)
     n = phi_u.shape[0]
     phi = np.concatenate([np.where(forgotten, phi_u, np.nan), phi_r])
     member = np.concatenate([forgotten, np.zeros_like(forgotten)])
@@ -260,11 +303,12 @@ def ulira_against_n(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, forgot
     """:func:`ulira_attack` on the first ``n`` shadows for each ``n`` of ``ns`` (does it settle?).
 
     Rows: ``n_shadows``, ``auc`` and the TPR columns of :func:`roc_metrics`. Each ``n`` must be
-    in 2..n_shadows.
+    in 2..n_shadows (3.. with ``per_example``).
     """
-    phi_u, phi_r, forgotten = _ulira_arrays(phi_unlearned, phi_retrained, forgotten)
+    phi_u, phi_r, forgotten = _ulira_arrays(phi_unlearned, phi_retrained, forgotten, variance)
     check_fprs(fprs)
-    ns = [_check_int("n in ns", n, 2, phi_u.shape[0], " (shadows available)") for n in ns]
+    ns = [_check_shadows(_check_int("n in ns", n, 2, phi_u.shape[0], " (shadows available)"), variance)
+          for n in ns]
     rows = [{"n_shadows": n, **ulira_attack(phi_u[:n], phi_r[:n], forgotten[:n], fprs=fprs, variance=variance)}
             for n in ns]
     return pd.DataFrame(rows).drop(columns=["n_groups"])

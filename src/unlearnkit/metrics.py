@@ -187,9 +187,16 @@ def _entropy_membership(retain_h: np.ndarray, test_h: np.ndarray, forget_h: np.n
 
 # --- summary scores ------------------------------------------------------------------------
 
+def _check_fraction(name: str, value: float) -> float:
+    """``value`` if it is in [0, 1]; NaN (which every range comparison lets through) raises too."""
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN; allowed: a fraction in [0, 1]")
+    return check_range(name, value, 0, 1)
+
+
 def forgetting_score(mia: float) -> float:
     """DLFD's forgetting score ``FS = 2·|MIA − 0.5|`` in [0, 1] (0 = attack at chance)."""
-    check_range("mia", mia, 0, 1)
+    _check_fraction("mia", mia)
     return 2.0 * abs(mia - 0.5)
 
 
@@ -198,7 +205,7 @@ def nomus(test_acc: float, mia: float) -> float:
 
     ``test_acc`` is a fraction in [0, 1] (not a percentage); ``mia`` the loss-logreg MIA accuracy.
     """
-    check_range("test_acc", test_acc, 0, 1)
+    _check_fraction("test_acc", test_acc)
     return 0.5 * (test_acc + (1.0 - forgetting_score(mia)))
 
 
