@@ -111,6 +111,15 @@ def test_selection_keeps_the_best_validation_accuracy_under_the_cap():
     assert trace.selected_batch == (eligible and max(eligible, key=lambda t: (trace.val_accuracy[t], -t)) or None)
 
 
+def test_without_checkpoint_choice_the_last_state_is_returned():
+    runs = {select: dlfd_train(_model(), _split(), _cfg(selection_cap=1.0, select_checkpoint=select),
+                               RunContext(torch.device("cpu"), seed=0)) for select in (True, False)}
+    assert runs[True][1].selected_batch is not None and runs[False][1].selected_batch is None
+    last = runs[False][0].state_dict()                            # same run: the final state, no reload
+    if runs[True][1].selected_batch == len(runs[True][1].lam) - 1:
+        assert all(torch.equal(v, last[k]) for k, v in runs[True][0].state_dict().items())
+
+
 def test_registered_variants_are_deterministic_and_leave_the_input_model_alone():
     model, split = _model(), _split()
     before = copy.deepcopy(model.state_dict())

@@ -72,7 +72,7 @@ def test_protocol_refuses_a_seed_count_below_one():
 # --- grid and selection rule ------------------------------------------------------------------
 
 def test_grid_scales_every_rate_and_crosses_the_knob():
-    grid = harness.Grid(lr_factors=(0.3, 1.0, 3.0), knobs={"mumis": {"delta": (1.3, 2.0)}})
+    grid = harness.Grid(lr_factors=(0.3, 1.0, 3.0), knobs={"mumis": {"delta": (1.3, 2.0)}})  # a study's grid
     ft = grid.candidates("finetune", "cpu")
     default = get_method("finetune").config.defaults("cpu")["lr"]
     assert [c["lr"] for c in ft] == pytest.approx([0.3 * default, default, 3 * default])
@@ -84,6 +84,42 @@ def test_grid_scales_every_rate_and_crosses_the_knob():
     based = grid.candidates("finetune", "cpu", base={"lr": 1.0, "batch_size": 7})
     assert [c["lr"] for c in based] == pytest.approx([0.3, 1.0, 3.0]) and all(c["batch_size"] == 7 for c in based)
     assert harness.Grid(lr_factors=(0.1,)).candidates("finetune", "cpu")[0]["lr"] == 0.001  # rounded, not 0.0010000000000000002
+
+
+def test_every_method_gets_the_same_number_of_grid_points_by_default():
+    grid = harness.Grid()
+    assert grid.knobs == {} and tasks.protocol("cpu").grid.knobs == {} and tasks.protocol("paper").grid.knobs == {}
+    sizes = {m: len(grid.candidates(m, "cpu")) for m in ("finetune", "unsir", "scrub", "dlfd", "mumis")}
+    assert set(sizes.values()) == {3}
+    assert {p["delta"] for p in grid.candidates("mumis", "cpu", {"delta": 1.3})} == {1.3}
+
+
+def test_compare_refuses_a_grid_with_uneven_points_and_pass_field_overrides(cache, monkeypatch):
+    import unlearnkit.experiments.harness as h
+
+    monkeypatch.setattr(h, "unlearn", lambda *a, **k: pytest.fail("trained before checking its input"))
+    problem = smoke_problem(0)
+    uneven = harness.Grid(lr_factors=(1.0, 3.0), knobs={"mumis": {"delta": (1.3, 2.0)}})
+    with pytest.raises(ValueError, match=r"different numbers of points \{'finetune': 2, 'mumis': 4\}"):
+        harness.compare([problem], ["finetune", "mumis"], grid=uneven, profile="smoke", device="cpu")
+    even = harness.Grid(lr_factors=(1.0,))
+    with pytest.raises(ValueError, match=r"base settings\['finetune'\] sets 'epochs', which counts passes"):
+        harness.compare([problem], ["finetune"], grid=even, profile="smoke", device="cpu",
+                        base={"finetune": {"epochs": 3}})
+    knob = harness.Grid(lr_factors=(1.0,), knobs={"mumis": {"max_epochs": (1.0,)}})
+    with pytest.raises(ValueError, match=r"grid knobs\['mumis'\] sets 'max_epochs', which counts passes"):
+        harness.compare([problem], ["mumis"], grid=knob, profile="smoke", device="cpu")
+    with pytest.raises(ValueError, match=r"sets 'select_checkpoint', which every comparison fixes at False"):
+        harness.compare([problem], ["dlfd"], grid=even, profile="smoke", device="cpu",
+                        base={"dlfd": {"select_checkpoint": True}})
+
+
+def test_dlfd_runs_without_its_own_checkpoint_choice_in_a_comparison():
+    point, = harness.Grid(lr_factors=(1.0,)).candidates("dlfd", "cpu")
+    assert point["select_checkpoint"] is False
+    released, = harness.Grid(lr_factors=(1.0,)).candidates("dlfd_released", "cpu")
+    assert "select_checkpoint" not in released  # the released notebooks' choice, which its rows reproduce
+    assert get_method("dlfd").config.defaults("cpu")["select_checkpoint"] is True
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -99,25 +135,70 @@ def test_bad_grid_is_refused_when_built(kwargs, message):
         harness.Grid(**kwargs)
 
 
-def grid_rows(fa, target, val, gap):
-    return pd.DataFrame({"FA": fa, "forget_target": target, "val_accuracy": val, "avg_gap": gap})
+def grid_rows(fa, target, val, gap, original_val=0.8):
+    return pd.DataFrame({"FA": fa, "forget_target": target, "val_accuracy": val, "avg_gap": gap,
+                         "original_val_accuracy": original_val})
 
 
 def test_rule_picks_the_best_validation_among_admissible_runs_and_never_reads_the_gap():
-    rows = grid_rows(fa=[0.05, 0.5, 0.08], target=[0.1, 0.1, 0.1], val=[0.7, 0.9, 0.8], gap=[0.3, 0.0, 0.2])
+    rows = grid_rows(fa=[0.05, 0.5, 0.08], target=[0.1, 0.1, 0.1], val=[0.77, 0.9, 0.8], gap=[0.3, 0.0, 0.2])
     assert harness.select(rows, "forget_then_val") == 2       # 1 has the best val but forgets too little
     assert harness.select(rows.assign(avg_gap=[0.0, 0.5, 0.9]), "forget_then_val") == 2
     assert harness.select(rows, "oracle") == 1                 # the oracle reads the retrained model
-    none_ok = grid_rows(fa=[0.5, 0.3, 0.4], target=[0.1, 0.1, 0.35], val=[0.9, 0.1, 0.2], gap=[0, 0, 0])
-    assert harness.select(none_ok, "forget_then_val") == 2     # none admissible: the least excess FA − target
     with pytest.raises(ValueError, match=r"unknown selection rule 'best'; allowed: 'forget_then_val', 'oracle'"):
         harness.select(rows, "best")
 
 
-def test_forget_target_is_chance_for_a_class_and_heldout_accuracy_otherwise():
+def test_a_ruined_model_meets_the_old_rule_but_not_the_new_one():
+    """Chapter 3's cpu MU-Mis grid on random-subset forgetting (seed 13): the old rule compared FA
+    with the run's own held-out accuracy, which a ruined run meets best."""
+    original = {"heldout_accuracy": 0.75, "val_accuracy": 0.76}
+    own_heldout = [0.74, 0.44]                                   # lr 0.0009 (mild), lr 0.009 (ruined)
+    planted = pd.DataFrame({"scenario": "random_subset", "FA": [0.80, 0.43], "val_accuracy": [0.745, 0.44],
+                            "avg_gap": [0.016, 0.333]})
+    old_target = [harness.forget_target("random_subset", 10, h) for h in own_heldout]
+    old_admissible = planted["FA"] <= old_target
+    assert list(old_admissible) == [False, True]               # the old rule's only admissible run: the ruined one
+    problem = type("P", (), {"scenario": "random_subset", "split": type("S", (), {"num_classes": 10})()})()
+    rows = harness.with_original(planted, problem, original)
+    assert rows["forget_target"].tolist() == [0.75, 0.75]      # fixed before unlearning, the original's
+    assert harness.select(rows, "forget_then_val") == 0        # no run admissible; the ruined one is out of margin
+
+
+def test_fallback_is_least_excess_within_the_margin_then_best_validation():
+    # full class, chance 0.1: the run at FA 0.004 lost 33 points of validation accuracy
+    rows = grid_rows(fa=[0.004, 0.12, 0.3], target=0.1, val=[0.43, 0.748, 0.77], gap=0.0, original_val=0.78)
+    assert harness.select(rows, "forget_then_val") == 1        # within 5 points: least excess over chance
+    admissible = rows.assign(FA=[0.004, 0.09, 0.3])
+    assert harness.select(admissible, "forget_then_val") == 1
+    ruined = grid_rows(fa=[0.0, 0.05, 0.5], target=0.1, val=[0.2, 0.5, 0.6], gap=0.0, original_val=0.8)
+    assert harness.select(ruined, "forget_then_val") == 2      # none within the margin: the best validation
+    edge = grid_rows(fa=[0.0, 0.0], target=0.1, val=[0.8 - harness.UTILITY_MARGIN, 0.74], gap=0.0, original_val=0.8)
+    assert harness.select(edge, "forget_then_val") == 0        # exactly at the margin is admissible
+
+
+def test_forget_target_is_chance_for_a_class_and_the_originals_heldout_accuracy_otherwise():
     assert harness.forget_target("full_class", 10, 0.8) == pytest.approx(0.1)
     assert harness.forget_target("random_subset", 10, 0.8) == 0.8
     assert harness.forget_target("identity", 7, 0.6) == 0.6
+
+
+def test_no_selection_input_comes_from_the_test_set(cache):
+    problem = smoke_problem(0, "random_subset")
+    split = problem.split
+    released = replace(split, unseen=split.test)                 # DLFD's MUFAC / RAF-DB: unseen is the test set
+    assert harness.heldout_set(released) is split.val and harness.heldout_set(split) is split.val
+    shuffled = replace(split.test, y=split.test.y[torch.randperm(len(split.test), generator=torch.Generator().manual_seed(0))])
+
+    def inputs(s):
+        out = harness.measure(problem.original, replace(problem, split=s), seed=0, device="cpu", retain_eval=None)
+        return out["val_accuracy"], out["heldout_accuracy"], out["TA"]
+
+    val, held, ta = inputs(released)
+    val_s, held_s, ta_s = inputs(replace(released, test=shuffled, unseen=shuffled))
+    assert (val_s, held_s) == (val, held) and held == val and ta_s != ta  # the test set moved, the inputs did not
+    faces = tasks.book_problem("identity", "smoke", seed=0, device="cpu").split
+    assert faces.unseen is not None and harness.heldout_set(faces) is faces.unseen  # own held-out subjects
 
 
 # --- runs and their cache -----------------------------------------------------------------------

@@ -47,6 +47,17 @@ def test_chapter_methods_keep_the_required_ones():
         options.chapter_methods(("mumis",), ch3.METHODS, ["salunn"])
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"finetune": {"epochs": 3}}, r"method_overrides\['finetune'\] sets 'epochs', which counts passes over the data"),
+    ({"unsir": {"repair_lr": 0.1, "repair_epochs": 1}}, r"method_overrides\['unsir'\] sets 'repair_epochs'"),
+    ({"dlfd": {"select_checkpoint": True}}, r"method_overrides\['dlfd'\] sets 'select_checkpoint', which every "
+                                            r"comparison fixes at False"),
+])
+def test_overrides_of_a_pass_field_or_a_comparison_setting_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        options.check_method_overrides(overrides)
+
+
 def test_overrides_fix_a_tuned_knob_and_start_the_lr_grid():
     grid = Grid(lr_factors=(0.3, 1.0, 3.0), knobs={"mumis": {"delta": (1.3, 2.0)}})
     overrides = options.check_method_overrides({"mumis": {"lr": 0.01, "delta": 1.5}})

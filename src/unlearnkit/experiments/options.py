@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from ..config import check_range
 from ..methods import available_methods, get_method
-from .harness import Grid
+from .harness import Grid, check_fixed_settings
 from .tasks import protocol_changes, task_changes
 
 PLUGIN_PREFIX = "unlearnkit_plugin_"
@@ -71,7 +71,9 @@ def chapter_methods(required: Sequence[str], defaults: Sequence[str], methods: S
 
 def check_method_overrides(overrides: Mapping[str, Mapping[str, Any]], profile: str = "paper") -> dict:
     """``{method: {hyperparameter: value}}`` validated against each method's config (names,
-    types and ranges, which do not depend on ``profile``)."""
+    types and ranges, which do not depend on ``profile``). Chapters 2–4 apply the overrides in
+    comparisons, so a pass field (the budget rule sets it) or a field the method fixes for
+    comparisons raises ValueError naming it (:func:`.harness.check_fixed_settings`)."""
     if not isinstance(overrides, Mapping):
         raise TypeError(f"method_overrides must be a dict {{method: {{hyperparameter: value}}}}; got {overrides!r}")
     for name, settings in overrides.items():
@@ -82,12 +84,14 @@ def check_method_overrides(overrides: Mapping[str, Mapping[str, Any]], profile: 
             spec.config.for_profile(profile, settings)
         except (TypeError, ValueError) as err:
             raise type(err)(f"method_overrides[{name!r}]: {err}") from None
+        check_fixed_settings(name, settings, "method_overrides")
     return {name: dict(settings) for name, settings in overrides.items()}
 
 
 def grid_for(grid: Grid, overrides: Mapping[str, Mapping[str, Any]]) -> Grid:
-    """``grid`` without the knobs a method's overrides fix (a given δ is used, not tuned); the
-    learning-rate factors still scale a given learning rate."""
+    """``grid`` without the knobs a method's overrides fix (a given value is used, not tuned;
+    the protocol's grid has none, see :class:`.harness.Grid`); the learning-rate factors still
+    scale a given learning rate."""
     knobs = {m: {k: v for k, v in table.items() if k not in overrides.get(m, {})} for m, table in grid.knobs.items()}
     return replace(grid, knobs={m: table for m, table in knobs.items() if table})
 

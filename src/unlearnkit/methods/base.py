@@ -56,7 +56,8 @@ from ..train import to_input
 _UNSET = object()
 
 BUDGET_WHY = ("used only outside a comparison: there the harness sets every pass count from the "
-              "budget rule, a fraction of the retrain's cost (harness.budget_settings)")
+              "budget rule: passes over the data it reads as a fraction of the retrain's passes "
+              "(harness.budget_settings)")
 BATCH_WHY = "twice the steps a pass of the paper's 256 on the cpu task's 20,000-image pool (a choice, not tuned)"
 LR_WHY = ("the cpu model is the small CNN, not ResNet-18; a comparison's tuning grid multiplies this "
           "rate by 0.3, 1 and 3")
@@ -168,8 +169,11 @@ class MethodSpec:
     becomes :attr:`UnlearnResult.seconds` (a Retrain loaded from the model cache). passes:
     the hyperparameters counting passes over data (what a compute budget scales).
     reference_retrain_epochs: the retrain length of the code base the ``paper`` pass values
-    come from; their ratio is the method's budget as a fraction of the retrain cost. label:
-    the display name in tables (``FT``, ``NegGrad``, ...).
+    come from; their ratio is the method's budget (passes over the data it reads, as a fraction
+    of the retrain's passes). label: the display name in tables (``FT``, ``NegGrad``, ...).
+    comparison: ``(field, value)`` pairs fixed whenever the method runs in a comparison
+    (:meth:`~unlearnkit.experiments.harness.Grid.candidates`), e.g. DLFD without its own
+    checkpoint choice, which no other method gets.
     """
 
     name: str
@@ -183,6 +187,7 @@ class MethodSpec:
     passes: tuple[str, ...] = ()
     reference_retrain_epochs: float | None = None
     label: str = ""
+    comparison: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,20 +209,23 @@ METHODS: dict[str, MethodSpec] = {}
 def register(name: str, *, config: type[MethodConfig], needs_retain: bool, reference: str,
              idea: str, needs_forget: bool = True, uses_fit: bool = False, passes: tuple[str, ...] = (),
              reference_retrain_epochs: float | None = None, label: str | None = None,
-             registry: dict[str, MethodSpec] | None = None):
+             comparison: Mapping[str, object] | None = None, registry: dict[str, MethodSpec] | None = None):
     """Decorator adding ``run(model, split, cfg, ctx) -> nn.Module`` to the registry as ``name``.
 
     A duplicate name raises. ``needs_retain=False`` methods receive ``split.without_retain()``,
     which raises on any access to the retain set. ``passes``: the config fields counting passes
     over data (each must be a field of ``config``); ``reference_retrain_epochs`` (required with
     ``passes``): the retrain length their ``paper`` values were set against. ``label``: display
-    name (default ``name``). ``registry`` defaults to :data:`METHODS`.
+    name (default ``name``). ``comparison``: settings fixed in every comparison (fields of
+    ``config``, validated). ``registry`` defaults to :data:`METHODS`.
     """
     table = METHODS if registry is None else registry
     if not (isinstance(config, type) and issubclass(config, MethodConfig)):
         raise TypeError(f"config for method {name!r} must be a MethodConfig subclass; got {config!r}")
     fields = sorted(f.name for f in dataclasses.fields(config))
     unknown = [p for p in passes if p not in fields]
+    fixed = dict(comparison or {})
+    config.for_profile("paper", fixed)  # a comparison setting must be a valid field value
     if unknown:
         raise ValueError(f"passes {unknown} of method {name!r} are not fields of {config.__name__}; "
                          f"fields: {fields}")
@@ -230,7 +238,7 @@ def register(name: str, *, config: type[MethodConfig], needs_retain: bool, refer
             raise ValueError(f"method {name!r} is already registered (by {table[name].run.__module__}); "
                              f"choose another name")
         table[name] = MethodSpec(name, run, config, needs_retain, needs_forget, reference, idea, uses_fit,
-                                 tuple(passes), reference_retrain_epochs, label or name)
+                                 tuple(passes), reference_retrain_epochs, label or name, tuple(fixed.items()))
         return run
 
     return decorate
