@@ -80,7 +80,7 @@ CIFAR10_CHANGES = {
         "train.label_smoothing": Change(0.1, _CPU_RECIPE),
         "max_train": Change(20_000, "a stratified 20,000 of the 45,000-image pool: 120 s an original "
                                     "instead of 259-300 s (81.5-82.2 % test accuracy over 3 seeds); every "
-                                    "unlearning budget, a fraction of the retrain, shrinks with it"),
+                                    "unlearning budget, passes as a fraction of the retrain's, shrinks with it"),
         "max_test": Change(5_000, "predicting the test set was 60 % of a run's evaluation (6.3 s on one "
                                   "thread); 5,000 images halve it, standard error of TA about 0.6 points"),
     },
