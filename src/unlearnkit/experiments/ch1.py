@@ -359,7 +359,8 @@ def paper_table2(task: str) -> tuple[float, float]:
 def table2_row(task: str, curves: pd.DataFrame, metric: str) -> dict:
     """One row of our Table 2 next to the paper's: halving budgets in % (mean ± sd over seeds)
     of RANDOM and of the best cross-distributional scorer, both savings, and the per-seed
-    budgets (``random_values``, ``selective_values``, in %) that the verdicts' intervals use."""
+    budgets (``random_values``, ``selective_values``: ``{seed: %}``, NaN where the metric was
+    never halved) that the verdicts' intervals and paired differences use."""
     table = halving_table(curves, metric)
     per_seed = halving_per_seed(curves, metric)
     best, selective = best_selective(table)
@@ -372,8 +373,30 @@ def table2_row(task: str, curves: pd.DataFrame, metric: str) -> dict:
             "selective_sd": 100 * float(table.loc[best, "std"]) if best in table.index else math.nan,
             "saving_vs_full": 100 * ours["vs_full"], "saving_vs_random": 100 * ours["vs_random"],
             "paper_saving_vs_full": 100 * paper["vs_full"], "paper_saving_vs_random": 100 * paper["vs_random"],
-            "random_values": [100 * v for v in per_seed.loc[per_seed["scorer"] == "RANDOM", "budget"]],
-            "selective_values": [100 * v for v in per_seed.loc[per_seed["scorer"] == best, "budget"]]}
+            "random_values": _seed_budgets(per_seed, "RANDOM"), "selective_values": _seed_budgets(per_seed, best)}
+
+
+def _seed_budgets(per_seed: pd.DataFrame, scorer: str) -> dict[int, float]:
+    part = per_seed[per_seed["scorer"] == scorer]
+    return {int(seed): 100 * float(budget) for seed, budget in zip(part["seed"], part["budget"])}
+
+
+def table2_setting(task: str, cfg: "Ch1Config") -> str:
+    """Where our Table 2 row ``task`` is measured, in the words of the facts' ``setting``
+    (:mod:`unlearnkit.facts`): equal to the paper's only where data and model are the paper's."""
+    text = "TF-IDF + logistic regression"
+    if task in ("gauss_low", "gauss_high"):
+        sep = cfg.gauss_low_sep if task == "gauss_low" else cfg.gauss_high_sep
+        return f"gaussians · d = {cfg.gauss_dim}, n = {cfg.gauss_n}, δ = {sep:g}"
+    if cfg.text_data == "synthetic" and task in ("sms", "toxic"):
+        return f"synthetic text · {text}"
+    if task == "sms":
+        return f"SMS Spam · {text}"
+    if task == "toxic":
+        return f"Davidson hate speech · {text}"
+    from .tasks import cifar10_task
+
+    return f"CIFAR-10 cat · linear probe on frozen {cifar10_task(cfg.profile).model} features"
 
 
 # ---------------------------------------------------------------------------- text
