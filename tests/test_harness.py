@@ -263,6 +263,11 @@ def test_compare_tunes_on_the_first_seed_and_runs_the_picks_on_every_seed(cache)
         rule = mine[(mine["pick"] == "rule") & (mine["seed"] == 0)].iloc[0]
         assert rule["settings"] == grid_part.loc[harness.select(grid_part, "forget_then_val"), "settings"]
     assert set(rows.loc[rows["pick"] == "reference", "method"]) == {"original", "retrain"}
+    picks = harness.picks_table(rows).set_index("method")
+    assert picks["grid points"].tolist() == [2, 2]
+    assert picks.loc["finetune", harness.BUDGET_COLUMN] == pytest.approx(10 / 160)
+    rule = rows[(rows["method"] == "finetune") & (rows["pick"] == "rule")]
+    assert picks.loc["finetune", harness.TIME_COLUMN] == pytest.approx(rule["time_fraction"].mean())
 
 
 @pytest.mark.parametrize("methods, kwargs, message", [

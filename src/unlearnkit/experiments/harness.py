@@ -616,6 +616,10 @@ def seed_map(rows: pd.DataFrame, problem: str, method: str, metric: str, pick: s
     return {int(seed): float(value) for seed, value in zip(part["seed"], part[metric])}
 
 
+BUDGET_COLUMN = "budget (passes / retrain's passes)"
+TIME_COLUMN = "time (wall time / retrain's)"
+
+
 def picks_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per problem and method: the settings each rule picked on the tuning seed, the grid size,
     the budget (:func:`budget_fraction`: passes over the data the method reads per pass of the
