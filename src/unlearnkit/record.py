@@ -592,7 +592,8 @@ def scorecard_html(rows: list[dict]) -> str:
     body = []
     for row in rows:
         note = small(str(row["note"])) if row.get("note") else ""
-        body.append(f"<tr><td>{html.escape(str(row['claim']))}{note}</td><td>{paper(row)}</td><td>{ours(row)}</td>"
+        row_id = f' id="score-{html.escape(str(row["id"]), quote=True)}"' if row.get("id") else ""
+        body.append(f"<tr{row_id}><td>{html.escape(str(row['claim']))}{note}</td><td>{paper(row)}</td><td>{ours(row)}</td>"
                     f"<td><small>{unit(row)}</small></td><td>{badge(row)}</td>"
                     f"<td><small>{html.escape(str(row.get('arxiv') or '–'))}</small></td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Claim", "Paper", "Ours: mean [95 % CI]", "Unit", "Verdict", "Source"))

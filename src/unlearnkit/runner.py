@@ -446,7 +446,9 @@ def hide_injected_parameters(source: Path, target: Path) -> None:
 def stage_book(root: Path, runs: Path, stage: Path) -> Path:
     """Assemble a book source folder: the project's book files plus executed chapters.
 
-    The staged ``_config.yml`` turns execution off: papermill already executed them.
+    The staged ``_config.yml`` turns execution off: papermill already executed them, and names
+    the run's ``results/`` folder (Sphinx config value ``unlearnkit_results``) for the findings
+    boxes of :mod:`unlearnkit.bookext`.
     """
     if stage.exists():
         shutil.rmtree(stage)
@@ -456,6 +458,9 @@ def stage_book(root: Path, runs: Path, stage: Path) -> Path:
         if source.exists():
             (stage / name).symlink_to(source)
     config = staged_config(yaml.safe_load((root / "_config.yml").read_text()))
+    # the findings boxes ({chapter-findings}, {book-findings}: unlearnkit.bookext) read this run's results files
+    sphinx = config.setdefault("sphinx", {})
+    sphinx["config"] = {**(sphinx.get("config") or {}), "unlearnkit_results": str((runs / "results").resolve())}
     (stage / "_config.yml").unlink()
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for stem in toc_chapters(root):
