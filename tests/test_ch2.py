@@ -133,7 +133,7 @@ def test_single_seed_tables_show_no_spread():
     assert table.loc["DLFD", "NoMUS"] == "0.750"  # one seed: no interval shown
     two = harness.display(harness.summarise(_frame(), metrics=("NoMUS",), by=("dataset", "method")),
                           scale=1, digits=3)
-    assert two.loc["DLFD", "NoMUS"].startswith("0.760 [")
+    assert two.loc["DLFD", "NoMUS"].startswith("0.760 ± ")
 
 
 def _harness_rows():

@@ -301,12 +301,16 @@ def test_t_interval_closed_form():
 
 def test_summarise_and_display():
     rows = pd.DataFrame({"problem": "p", "method": "m", "pick": "rule", "label": "M", "seed": [0, 1, 2],
-                         "FA": [0.1, 0.2, 0.3]})
+                         "FA": [0.4, 0.5, 0.6]})
     s = harness.summarise(rows, metrics=("FA",))
-    assert s.iloc[0][["n", "mean"]].tolist() == [3, pytest.approx(0.2)]
-    assert s.iloc[0]["ci_low"] < 0.2 < s.iloc[0]["ci_high"]
-    cell = harness.display(s).loc["M", "FA"]
-    assert cell.startswith("20.0 [") and cell.endswith("]")
+    assert s.iloc[0][["n", "mean"]].tolist() == [3, pytest.approx(0.5)]
+    assert s.iloc[0]["ci_low"] < 0.5 < s.iloc[0]["ci_high"] and not s.iloc[0]["clipped"]
+    half = 100 * (s.iloc[0]["ci_high"] - 0.5)
+    assert harness.display(s).loc["M", "FA"] == f"50.0 ± {half:.1f}"
+    # an accuracy's interval never leaves [0, 1]: clipped, and shown with its ends
+    low = harness.summarise(rows.assign(FA=[0.1, 0.2, 0.3]), metrics=("FA",))
+    assert low.iloc[0]["ci_low"] == 0.0 and low.iloc[0]["clipped"] and low.iloc[0]["ci_high"] > 0.3
+    assert harness.display(low).loc["M", "FA"].startswith("20.0 [0.0, ")
 
 
 def test_variance_components_find_the_factor_that_moves_the_value():

@@ -49,6 +49,10 @@ METRICS = ("RA", "FA", "TA", "FTA", "mia_loss_logreg", "mia_efficacy_svc", "mia_
            "forgetting_score", "nomus", "val_accuracy", "heldout_accuracy", "avg_gap", "seconds",
            "time_fraction")
 """The numeric columns of a run row (FTA is NaN where the split has no forget_test)."""
+_FRACTIONS = ("RA", "FA", "TA", "FTA", "mia_loss_logreg", "mia_efficacy_svc", "mia_entropy_logreg", "forgetting_score",
+              "nomus", "val_accuracy", "heldout_accuracy", "avg_gap", "MIA", "FS", "NoMUS", "probe_accuracy")
+METRIC_RANGES = {**{m: (0.0, 1.0) for m in _FRACTIONS}, "seconds": (0.0, math.inf), "time_fraction": (0.0, math.inf)}
+"""The range of each metric's values: :func:`summarise` clips its intervals to it (and marks them)."""
 RULES = ("forget_then_val", "oracle")
 SCENARIOS = ("full_class", "random_subset", "sub_class", "identity")
 UTILITY_MARGIN = 0.05
@@ -535,15 +539,20 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
 def summarise(rows: pd.DataFrame, metrics: Sequence[str] = ("RA", "FA", "TA", "avg_gap"),
               by: Sequence[str] = ("problem", "method", "pick")) -> pd.DataFrame:
     """Per group of ``by`` and metric: ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` (95 % t
-    over the seeds of the group). Long format: one row per group × metric."""
+    over the seeds of the group, clipped to the metric's :data:`METRIC_RANGES`: an accuracy's
+    interval never leaves [0, 1]; ``clipped`` says where an end moved). Long format: one row
+    per group × metric."""
     out = []
     for keys, part in rows.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         for m in metrics:
             n, mean, low, high = t_interval(part[m].tolist())
             sd = float(part[m].std(ddof=1)) if n > 1 else math.nan
-            out.append({**dict(zip(by, keys)), "label": part["label"].iloc[0], "metric": m, "n": n,
-                        "mean": mean, "sd": sd, "ci_low": low, "ci_high": high})
+            floor, ceiling = METRIC_RANGES.get(m, (-math.inf, math.inf))
+            clipped = n > 1 and (low < floor or high > ceiling)
+            out.append({**dict(zip(by, keys)), "label": part["label"].iloc[0], "metric": m, "n": n, "mean": mean,
+                        "sd": sd, "ci_low": max(low, floor) if n > 1 else low,
+                        "ci_high": min(high, ceiling) if n > 1 else high, "clipped": clipped})
     return pd.DataFrame(out)
 
 
@@ -559,13 +568,17 @@ def means(rows: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]) -> pd.D
 
 def display(summary: pd.DataFrame, *, scale: float = 100.0, digits: int = 1,
             index: Sequence[str] = ("label",)) -> pd.DataFrame:
-    """``mean [ci_low, ci_high]`` strings, metrics as columns (×``scale``: % and points by default)."""
+    """Compact cells, metrics as columns (×``scale``: % and points by default): ``mean ± h``
+    (h: the 95 % half-width), ``mean [low, high]`` where the interval was clipped to the metric's
+    range, the mean alone for one seed."""
     def cell(r):
         if math.isnan(r["mean"]):
             return "–"
         if math.isnan(r["ci_low"]):
             return f"{scale * r['mean']:.{digits}f}"
-        return f"{scale * r['mean']:.{digits}f} [{scale * r['ci_low']:.{digits}f}, {scale * r['ci_high']:.{digits}f}]"
+        if r.get("clipped", False):
+            return f"{scale * r['mean']:.{digits}f} [{scale * r['ci_low']:.{digits}f}, {scale * r['ci_high']:.{digits}f}]"
+        return f"{scale * r['mean']:.{digits}f} ± {scale * (r['ci_high'] - r['mean']):.{digits}f}"
 
     frame = summary.assign(cell=summary.apply(cell, axis=1))
     table = frame.pivot_table(index=list(index), columns="metric", values="cell", aggfunc="first", sort=False)
