@@ -201,23 +201,11 @@ def test_guide_skips_the_retain_free_question_when_every_method_reads_the_retain
     assert "retain_free" not in set(guide["question"]) and len(guide) == 4
 
 
-def test_beats_and_rank():
-    summary = ch4.aggregate(_runs())
-    out = ch4.beats(summary, "t", "finetune", ["mumis"], "avg_gap", higher_is_better=False)
-    assert out["beats"] and out["rank"] == 1 and out["of"] == 2 and out["best_rival"] == "MU-Mis"
-    assert out["value"] == pytest.approx(0.1 / 3) and out["best_rival_value"] == pytest.approx(0.06)
-    out = ch4.beats(summary, "t", "finetune", ["mumis"], "nomus", higher_is_better=True)
-    assert not out["beats"] and out["rank"] == 2
-    # rivals absent from the rows are left out; none left raises
-    assert ch4.beats(summary, "t", "finetune", ["mumis", "zzz"], "nomus", higher_is_better=True)["of"] == 2
-    with pytest.raises(ValueError, match="rivals"):
-        ch4.beats(summary, "t", "finetune", ["zzz"], "nomus", higher_is_better=True)
-
-
 def test_remaining_fraction():
     assert ch4.remaining_fraction(20.0, 80.0) == 0.25
     assert ch4.remaining_fraction(0.0, 0.0) == 0.0
     assert ch4.remaining_fraction(5.0, 0.0) == 1.0
+    assert math.isnan(ch4.remaining_fraction(5.0, math.nan)) and math.isnan(ch4.remaining_fraction(math.nan, 80.0))
 
 
 def test_selected_part_picks_the_unwanted_like_samples():

@@ -438,7 +438,8 @@ class Recorder:
         ``d_s = ours_s − rival_s`` (negated when lower is better, so positive = ours better), its
         mean and 95 % t-interval. Reproduced only when every rival's interval lies above zero;
         not reproduced when one lies below; else inconclusive (or "single run" / "not measured").
-        The row shows the rival that decides (``rival``, ``paired_*``); the note lists them all.
+        The row shows the closest rival among those with the deciding verdict (the least paired
+        mean; ``rival``, ``paired_*``); the note lists them all.
         """
         from .facts import fact as get_fact
 
@@ -453,9 +454,8 @@ class Recorder:
             tests[name]["verdict"] = paired_verdict(tests[name]["low"], tests[name]["high"], n=tests[name]["n"])
         order = ("not reproduced", "not measured", "single run", "inconclusive", "reproduced")
         found = min((t["verdict"] for t in tests.values()), key=order.index)
-        ends = {"not reproduced": "high", "inconclusive": "low", "reproduced": "low"}
-        decider = min((k for k in tests if tests[k]["verdict"] == found),
-                      key=lambda k: tests[k].get(ends.get(found, "n"), 0))
+        decider = min((k for k in tests if tests[k]["verdict"] == found),  # the closest rival of the deciding kind
+                      key=lambda k: tests[k]["mean"] if tests[k]["n"] else 0.0)
         best = tests[decider]
         listed = "; ".join(f"vs {k}: {format_paired(t)}" for k, t in tests.items())
         row = {"id": id, "claim": claim, "paper": quoted.value, "ours": best["mean"], "n": best["n"],

@@ -382,27 +382,13 @@ def consistent_picks(guide: pd.DataFrame, slack: float) -> list[str]:
 
 # ---------------------------------------------------------------------------- scorecard inputs
 
-def beats(summary: pd.DataFrame, task: str, method: str, rivals, metric: str, *, higher_is_better: bool) -> dict:
-    """Whether ``method``'s mean ``metric`` on ``task`` beats every rival present, and its rank.
-
-    Returns ``{"beats", "rank", "of", "best_rival", "value", "best_rival_value"}`` (rank 1 = best
-    among ``method`` and the rivals).
-    """
-    part = summary[summary["task"] == task].set_index("method")[metric]
-    rivals = [r for r in rivals if r in part.index and r != method]
-    if method not in part.index or not rivals:
-        raise ValueError(f"{method!r} or its rivals {rivals} missing from the {task!r} rows {list(part.index)}")
-    values = part[[method, *rivals]]
-    best_rival = (values[rivals].idxmax() if higher_is_better else values[rivals].idxmin())
-    rank = int(values.rank(ascending=not higher_is_better, method="min")[method])
-    better = values[method] > values[best_rival] if higher_is_better else values[method] < values[best_rival]
-    return {"beats": bool(better), "rank": rank, "of": len(values), "best_rival": label(best_rival),
-            "value": float(values[method]), "best_rival_value": float(values[best_rival])}
-
-
 def remaining_fraction(after: float, before: float) -> float:
     """``after / before``: the share of an accuracy left after unlearning. With ``before = 0``
-    there was nothing to forget: 0 when ``after`` is 0 too, else 1 (no reduction)."""
+    there was nothing to forget: 0 when ``after`` is 0 too, else 1 (no reduction). NaN when
+    either is NaN (a missing measurement stays missing, :meth:`unlearnkit.record.Recorder.score`
+    counts it)."""
+    if math.isnan(after) or math.isnan(before):
+        return math.nan
     if before > 0:
         return after / before
     return 0.0 if after <= 0 else 1.0
