@@ -427,3 +427,21 @@ def test_single_threaded_limits_the_pools_only_inside_the_call():
 
     assert inside() == {1}
     assert {(p["user_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()} == before
+
+
+def test_a_row_records_whether_its_verdict_hangs_on_tuning():
+    rec = _recorder()
+    rule = {0: 1.6, 1: 1.7, 2: 1.65}
+    same = rec.score("same", "gap", 1.64, values=rule, oracle_values={0: 1.62}, fact=FACT, tol=0.5, partly_tol=2)
+    assert same["verdict"] == "reproduced" and same["pick_sensitive"] is False and same["oracle_seeds"] == 1
+    ruined = rec.score("ruined", "gap", 1.64, values=rule, oracle_values={0: 5.0}, fact=FACT, tol=0.5, partly_tol=2)
+    assert ruined["pick_sensitive"] is True and ruined["oracle_verdict"] == "not reproduced"
+    assert ruined["rule_verdict_same_seeds"] == "reproduced"  # the rule's pick judged on the oracle's seed
+    both = rec.score("both", "gap", 1.64, values=rule, oracle_values={0: 1.6, 1: 1.7, 2: 1.64}, fact=FACT, tol=0.5)
+    assert both["oracle_seeds"] == 3 and both["oracle_verdict"] == "reproduced"
+    with pytest.raises(TypeError, match="needs values= as"):
+        rec.score("list", "gap", 1.64, values=[1.6, 1.7], oracle_values={0: 1.6}, fact=FACT, tol=0.5)
+    flipped = rec.paired("flip", "a beats b", {0: 1.0, 1: 2.0, 2: 3.0}, {"B": {0: 0.5, 1: 1.5, 2: 2.5}},
+                         oracle=({0: 0.4}, {"B": {0: 0.5}}), higher_is_better=True, fact="mumis.abstract.beats_sota")
+    assert flipped["verdict"] == "reproduced" and flipped["oracle_verdict"] == "not reproduced"
+    assert flipped["pick_sensitive"] is True and "hangs on tuning" in record.scorecard_html([flipped])

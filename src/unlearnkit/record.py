@@ -51,7 +51,8 @@ FROM_FACT = object()
 
 SCORE_FIELDS = ("id", "claim", "paper", "ours", "n", "ci_low", "ci_high", "verdict", "rule", "test", "band",
                 "partly_band", "clipped", "dropped", "seeds_needed", "paired_mean", "paired_low", "paired_high",
-                "rival", "setting", "paper_setting", "basis", "fact", "arxiv", "note")
+                "rival", "oracle_verdict", "rule_verdict_same_seeds", "oracle_seeds", "pick_sensitive", "setting",
+                "paper_setting", "basis", "fact", "arxiv", "note")
 """Every scorecard row has these fields (README: results schema). ``test``: how the verdict was
 reached (``equivalence``, ``paired``, ``exact``, ``point``, ``computed``, ``setting``)."""
 
@@ -197,6 +198,54 @@ def check_setting(row_id: str, quoted, setting: str | None) -> None:
     if quoted.setting and setting is None:
         raise ValueError(f"scorecard row {row_id!r}: fact {quoted.id!r} was measured at {quoted.setting!r}; "
                          "pass setting= (where ours was measured) so the two can be compared")
+
+
+def paired_tests(ours: Mapping[Any, float], rivals: Mapping[str, Mapping[Any, float]], *, higher_is_better: bool,
+                 point: bool = False) -> tuple[str, str, dict]:
+    """``(verdict, deciding rival, {rival: test})`` of "ours beats every rival" (:data:`VERDICT_RULE`).
+
+    Per rival, on the seeds both have finite values, the paired difference ``d_s = ours_s −
+    rival_s`` (negated when lower is better, so positive = ours better), its mean and 95 %
+    t-interval (:func:`interval_of`) and :func:`paired_verdict`. Reproduced only when every
+    rival's interval lies above zero; not reproduced when one lies below; else inconclusive
+    (or "single run" / "not measured"). ``point``: a single seed is judged by the sign of its
+    difference (for :func:`pick_check`, which compares two picks on the same seeds)."""
+    sign = 1.0 if higher_is_better else -1.0
+    tests = {}
+    for name, theirs in rivals.items():
+        seeds = [s for s in ours if s in theirs and math.isfinite(float(ours[s])) and math.isfinite(float(theirs[s]))]
+        test = interval_of([sign * (float(ours[s]) - float(theirs[s])) for s in seeds])
+        test["verdict"] = paired_verdict(test["low"], test["high"], n=test["n"])
+        if point and test["n"] == 1:
+            test["verdict"] = "reproduced" if test["mean"] > 0 else "not reproduced" if test["mean"] < 0 else "inconclusive"
+        tests[name] = test
+    order = ("not reproduced", "not measured", "single run", "inconclusive", "reproduced")
+    found = min((t["verdict"] for t in tests.values()), key=order.index)
+    decider = min((k for k in tests if tests[k]["verdict"] == found),  # the closest rival of the deciding kind
+                  key=lambda k: tests[k]["mean"] if tests[k]["n"] else 0.0)
+    return found, decider, tests
+
+
+def pick_check(judge, rule, oracle) -> dict:
+    """Does the row's verdict hang on tuning? ``judge`` gives a verdict from per-seed data shaped
+    like ``rule`` (``{seed: value}``, or ``(ours, rivals)`` of a paired row); ``oracle`` is the same
+    data under the oracle's pick, which may have run on fewer seeds. Both are judged on the seeds
+    the oracle ran (one seed: the point against the bands, or the sign of a difference).
+    Returns ``oracle_verdict``, ``rule_verdict_same_seeds``, ``oracle_seeds`` and
+    ``pick_sensitive`` (the two differ)."""
+    def keep(data, seeds):
+        if isinstance(data, tuple):
+            return keep(data[0], seeds), {k: keep(v, seeds) for k, v in data[1].items()}
+        return {s: v for s, v in data.items() if s in seeds}
+
+    first = oracle[0] if isinstance(oracle, tuple) else oracle
+    seeds = {s for s, v in first.items() if not _is_missing(v)}
+    if not seeds:
+        return {"oracle_verdict": "not measured", "rule_verdict_same_seeds": None, "oracle_seeds": 0,
+                "pick_sensitive": None}
+    on_rule, on_oracle = judge(keep(rule, seeds)), judge(keep(oracle, seeds))
+    return {"oracle_verdict": on_oracle, "rule_verdict_same_seeds": on_rule, "oracle_seeds": len(seeds),
+            "pick_sensitive": on_rule != on_oracle}
 
 
 def rule_text(*, n: int, tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
@@ -371,23 +420,28 @@ class Recorder:
               arxiv: str | None = None, values=None, n: int | None = None, note: str = "",
               tol: float = 0.0, partly_tol: float | None = None, relative: bool = False,
               at_least: bool = False, at_most: bool = False, bounds: tuple[float, float] | None = None,
-              setting: str | None = None, verdict_override: str | None = None) -> dict:
+              setting: str | None = None, oracle_values: Mapping[Any, float] | None = None,
+              verdict_override: str | None = None) -> dict:
         """Add a scorecard row; its verdict follows :data:`VERDICT_RULE` (:func:`interval_verdict`).
 
         fact: the id of the quoted number in :mod:`unlearnkit.facts` (an unknown id raises); it
         gives the row's paper value, source and basis, unless ``paper`` (a quantity computed from
         facts, or None for a row without a paper value) or ``arxiv`` replace them.
-        values: our per-seed values: ``ours`` becomes their mean, with a 95 % t-interval clipped
+        values: our per-seed values (a list, or ``{seed: value}``): ``ours`` becomes their mean, with a 95 % t-interval clipped
         to ``bounds`` (the metric's range, e.g. ``(0, 100)``); non-finite values are dropped and
         counted (``dropped``), and none left reads "not measured". Or ``ours`` alone: a
         deterministic number (``n`` None: the point verdict of :func:`verdict`), one run
         (``n=1``: "single run") or a yes/no claim resting on ``n`` seeds (exact match).
         setting: where our number was measured (e.g. ``"cifar10 · small_cnn"``); required when
         the fact names its own setting, and a different one reads "different setting".
+        oracle_values: ``{seed: value}`` under the oracle's pick (``values`` then a mapping too):
+        the row records whether its verdict hangs on tuning (:func:`pick_check`).
         ``verdict_override`` is for verdicts computed elsewhere (one of :data:`VERDICTS`).
         """
         from .facts import fact as get_fact
 
+        if oracle_values is not None and not isinstance(values, Mapping):
+            raise TypeError(f"scorecard row {id!r}: oracle_values= needs values= as {{seed: value}} to pair the seeds")
         if verdict_override is not None and verdict_override not in VERDICTS:
             raise ValueError(f"verdict {verdict_override!r} not one of {VERDICTS}")
         quoted = get_fact(fact)
@@ -397,7 +451,8 @@ class Recorder:
             raise ValueError(f"scorecard row {id!r}: a number over n = {n} seeds needs its per-seed values= "
                              "(the verdict rests on their interval), not ours= alone")
         check_setting(id, quoted, setting)
-        spread = interval_of(values, bounds) if values is not None else \
+        per_seed = values.values() if isinstance(values, Mapping) else values
+        spread = interval_of(per_seed, bounds) if values is not None else \
             {"n": 1 if n is None else n, "mean": ours, "low": math.nan, "high": math.nan, "sd": math.nan,
              "clipped": False, "dropped": 0}
         ours = spread["mean"]
@@ -425,48 +480,47 @@ class Recorder:
                "partly_band": partly, "clipped": spread["clipped"], "dropped": spread["dropped"],
                "seeds_needed": needed, "setting": setting, "note": note, "fact": fact,
                "arxiv": arxiv or (quoted.citation if paper is not None else None)}
+        if oracle_values is not None and test == "equivalence":
+            def judge(data: Mapping) -> str:
+                spread = interval_of(data.values(), bounds)
+                if spread["n"] >= 2:
+                    return interval_verdict(paper, spread["mean"], spread["low"], spread["high"], **band_kw)
+                return verdict(paper, spread["mean"], **band_kw)
+
+            row |= pick_check(judge, values, oracle_values)
         return self._add_row(row, quoted)
 
     def paired(self, id: str, claim: str, ours: Mapping[Any, float], rivals: Mapping[str, Mapping[Any, float]], *,
                fact: str, higher_is_better: bool, note: str = "", arxiv: str | None = None,
-               setting: str | None = None) -> dict:
-        """Add a comparative row: ``ours`` beats every rival (:data:`VERDICT_RULE`, :func:`paired_verdict`).
+               setting: str | None = None, oracle: tuple[Mapping, Mapping] | None = None) -> dict:
+        """Add a comparative row: ``ours`` beats every rival (:data:`VERDICT_RULE`, :func:`paired_tests`).
 
         ours / rivals: per-seed values ``{seed: value}`` of our method and of each rival
         (``{rival label: {seed: value}}``), measured on the same original and forget draw per
-        seed. Per rival, on the seeds both have finite values, the paired difference
-        ``d_s = ours_s − rival_s`` (negated when lower is better, so positive = ours better), its
-        mean and 95 % t-interval. Reproduced only when every rival's interval lies above zero;
-        not reproduced when one lies below; else inconclusive (or "single run" / "not measured").
-        The row shows the closest rival among those with the deciding verdict (the least paired
-        mean; ``rival``, ``paired_*``); the note lists them all.
+        seed. The row shows the closest rival among those with the deciding verdict (the least
+        paired mean; ``rival``, ``paired_*``); the note lists them all. oracle: the same two
+        mappings under the oracle's pick (:func:`pick_check`).
         """
         from .facts import fact as get_fact
 
         quoted = get_fact(fact)
         if not rivals:
             raise ValueError(f"scorecard row {id!r}: a comparative claim needs at least one rival")
-        sign = 1.0 if higher_is_better else -1.0
-        tests = {}
-        for name, theirs in rivals.items():
-            seeds = [s for s in ours if s in theirs and math.isfinite(float(ours[s])) and math.isfinite(float(theirs[s]))]
-            tests[name] = interval_of([sign * (float(ours[s]) - float(theirs[s])) for s in seeds])
-            tests[name]["verdict"] = paired_verdict(tests[name]["low"], tests[name]["high"], n=tests[name]["n"])
-        order = ("not reproduced", "not measured", "single run", "inconclusive", "reproduced")
-        found = min((t["verdict"] for t in tests.values()), key=order.index)
-        decider = min((k for k in tests if tests[k]["verdict"] == found),  # the closest rival of the deciding kind
-                      key=lambda k: tests[k]["mean"] if tests[k]["n"] else 0.0)
+        found, decider, tests = paired_tests(ours, rivals, higher_is_better=higher_is_better)
         best = tests[decider]
         listed = "; ".join(f"vs {k}: {format_paired(t)}" for k, t in tests.items())
         row = {"id": id, "claim": claim, "paper": quoted.value, "ours": best["mean"], "n": best["n"],
                "ci_low": best["low"], "ci_high": best["high"], "verdict": found,
                "rule": f"paired difference ({'higher' if higher_is_better else 'lower'} is better) per seed vs "
                        f"each of {len(tests)} rival(s), 95% t-interval above 0",
-               "test": "paired", "band": None, "partly_band": None, "clipped": False, "dropped": 0,
+               "test": "paired", "clipped": False, "dropped": 0,
                "seeds_needed": seeds_needed(best["mean"], best["sd"], [0.0]) if found == "inconclusive" else None,
                "paired_mean": best["mean"], "paired_low": best["low"], "paired_high": best["high"], "rival": decider,
                "setting": setting, "note": (note + "; " if note else "") + listed, "fact": fact,
                "arxiv": arxiv or quoted.citation}
+        if oracle is not None:
+            judge = lambda pick: paired_tests(*pick, higher_is_better=higher_is_better, point=True)[0]  # noqa: E731
+            row |= pick_check(judge, (ours, rivals), oracle)
         return self._add_row(row, quoted)
 
     def _add_row(self, row: dict, quoted) -> dict:
@@ -581,6 +635,9 @@ def scorecard_html(rows: list[dict]) -> str:
         if verdict == "inconclusive":
             needed = row.get("seeds_needed")
             text += small(f"≈ {needed} seeds would decide" if needed else "more seeds would not decide")
+        if row.get("pick_sensitive"):
+            text += small(f"⚑ hangs on tuning: on {row['oracle_seeds']} seed(s) the rule's pick gives "
+                          f"{row['rule_verdict_same_seeds']}, the oracle's {row['oracle_verdict']}")
         return text
 
     def unit(row: dict) -> str:

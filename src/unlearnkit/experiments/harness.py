@@ -534,6 +534,53 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
     return add_gap(frame.drop(columns=["avg_gap", "time_fraction"], errors="ignore"))
 
 
+def plot_tuning_grid(rows: pd.DataFrame, problems: Sequence[str] | None = None, *, columns: int = 2):
+    """What the selection rule saw: per problem (a panel), every method's grid on the tuning seed
+    as validation accuracy minus the original's (x) against forget accuracy minus the rule's
+    target (y), both in points, joined in grid order; the shaded corner is admissible
+    (:func:`select`: y ≤ 0, x ≥ −100 × :data:`UTILITY_MARGIN`). The rule's pick is a filled dot,
+    the oracle's (least Avg. Gap, reads the retrained model) an open square."""
+    import matplotlib.pyplot as plt
+
+    grid = rows[rows["pick"] == "grid"]
+    problems = list(problems or dict.fromkeys(grid["problem"]))
+    height = -(-len(problems) // columns)
+    fig, axes = plt.subplots(height, min(columns, len(problems)), figsize=(5.2 * min(columns, len(problems)),
+                             4.2 * height), squeeze=False)
+    colours = dict(zip(dict.fromkeys(grid["method"]), plt.get_cmap("tab10").colors * 3))
+    for ax, problem in zip(axes.flat, problems):
+        part = grid[grid["problem"] == problem]
+        tuning_seed = part["seed"].iloc[0]
+        for method, runs in part.groupby("method", sort=False):
+            x = 100 * (runs["val_accuracy"] - runs["original_val_accuracy"])
+            y = 100 * (runs["FA"] - runs["forget_target"])
+            ax.plot(x, y, "-o", color=colours[method], ms=4, lw=1, label=runs["label"].iloc[0])
+            for pick, style in (("rule", dict(marker="o", ms=10, mfc=colours[method])),
+                                ("oracle", dict(marker="s", ms=12, mfc="none"))):
+                chosen = rows[(rows["problem"] == problem) & (rows["method"] == method) & (rows["pick"] == pick)
+                              & (rows["seed"] == tuning_seed)]
+                hit = runs[runs["settings"].isin(chosen["settings"])]
+                ax.plot(100 * (hit["val_accuracy"] - hit["original_val_accuracy"]),
+                        100 * (hit["FA"] - hit["forget_target"]), ls="none", mec=colours[method], **style)
+        xmin, xmax = ax.get_xlim()
+        ymin, ymax = ax.get_ylim()
+        ax.fill_between([-100 * UTILITY_MARGIN, max(xmax, 1.0)], min(ymin, -1.0), 0, color="#1a7f37", alpha=0.08)
+        ax.axhline(0, color="#57606a", lw=0.8)
+        ax.axvline(-100 * UTILITY_MARGIN, color="#57606a", lw=0.8, ls="--")
+        ax.set(title=problem, xlabel="validation acc. − original's (points)", ylabel="forget acc. − target (points)")
+    for ax in axes.flat[len(problems):]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles += [Line2D([], [], ls="none", marker="o", ms=9, color="k"), Line2D([], [], ls="none", marker="s", ms=10,
+                                                                            mfc="none", color="k")]
+    labels += ["rule's pick", "oracle's pick"]
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 5), 1, 1))
+    return fig
+
+
 # ---------------------------------------------------------------------------- statistics
 
 def summarise(rows: pd.DataFrame, metrics: Sequence[str] = ("RA", "FA", "TA", "avg_gap"),
