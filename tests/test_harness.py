@@ -209,6 +209,12 @@ def test_run_is_cached_and_misses_on_changed_setting_split_or_code(cache, monkey
     again = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
     assert not first["cache_hit"] and again["cache_hit"]
     assert {k: v for k, v in again.items() if k != "cache_hit"} == {k: v for k, v in first.items() if k != "cache_hit"}
+    assert first["timed_here"] and again["timed_here"]  # the same process timed it
+    here = harness.timed_by
+    monkeypatch.setattr(harness, "timed_by", lambda: "another-host:1")
+    elsewhere = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
+    assert elsewhere["cache_hit"] and not elsewhere["timed_here"] and elsewhere["seconds"] == first["seconds"]
+    monkeypatch.setattr(harness, "timed_by", here)
     assert not list((cache / "runs").glob("*.tmp*")), "no temporary file is left behind"
     other_lr = harness.run_method(problem, "finetune", {"lr": 0.2}, profile="smoke", device="cpu")
     assert not other_lr["cache_hit"] and other_lr["run_path"] != first["run_path"]

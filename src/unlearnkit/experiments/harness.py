@@ -28,6 +28,8 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -364,7 +366,7 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
                          seed=seed, progress=progress, **overrides)
         metrics = measure(result.model, problem, seed=seed, device=device, retain_eval=retain_eval)
         entry = {"state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-                 "meta": {"key": key, "seconds": result.seconds, "metrics": metrics}}
+                 "meta": {"key": key, "seconds": result.seconds, "metrics": metrics, "timed_by": timed_by()}}
         atomic_torch_save(entry, path)
         atomic_write_text(path.with_suffix(".json"), json.dumps(entry["meta"], indent=2, default=str))
         hit = False
@@ -374,7 +376,14 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     return _row(problem, method, meta["metrics"], float(meta["seconds"]),
                 settings=json.dumps(dict(settings or {}), sort_keys=True),
                 budget_fraction=budget_fraction(method, overrides, problem.retrain_epochs)
-                if spec.passes else math.nan, method_seed=seed, cache_hit=hit, run_path=str(path))
+                if spec.passes else math.nan, method_seed=seed, cache_hit=hit, run_path=str(path),
+                timed_here=meta.get("timed_by") == timed_by())
+
+
+def timed_by() -> str:
+    """``host:pid`` of this process: a run's ``seconds`` compare with this run's retrain time only
+    when the same process measured both (``timed_here``; a cached run was timed elsewhere)."""
+    return f"{platform.node()}:{os.getpid()}"
 
 
 def load_unlearned(problem: Problem, row: Mapping) -> nn.Module:
