@@ -427,8 +427,9 @@ class Recorder:
         fact: the id of the quoted number in :mod:`unlearnkit.facts` (an unknown id raises); it
         gives the row's paper value, source and basis, unless ``paper`` (a quantity computed from
         facts, or None for a row without a paper value) or ``arxiv`` replace them.
-        values: our per-seed values (a list, or ``{seed: value}``): ``ours`` becomes their mean, with a 95 % t-interval clipped
-        to ``bounds`` (the metric's range, e.g. ``(0, 100)``); non-finite values are dropped and
+        values: our per-seed values (a list, or ``{seed: value}``): ``ours`` becomes their mean,
+        with a 95 % t-interval clipped to ``bounds`` (the metric's range, e.g. ``(0, 100)``);
+        non-finite values are dropped and
         counted (``dropped``), and none left reads "not measured". Or ``ours`` alone: a
         deterministic number (``n`` None: the point verdict of :func:`verdict`), one run
         (``n=1``: "single run") or a yes/no claim resting on ``n`` seeds (exact match).
