@@ -271,19 +271,9 @@ def verdict(paper: Any, ours: Any, *, tol: float = 0.0, partly_tol: float | None
     match exactly. A missing paper value gives ``"no paper value"``, a missing ``ours``
     ``"not measured"``.
     """
-    if paper is None:
-        return "no paper value"
-    if _is_missing(ours):
-        return "not measured"
-    if isinstance(paper, (bool, str)) or isinstance(ours, (bool, str)):
-        return "reproduced" if paper == ours else "not reproduced"
-    band, partly = bands(float(paper), tol=tol, partly_tol=partly_tol, relative=relative, at_least=at_least,
-                         at_most=at_most)
-    if _inside(float(ours), float(ours), band):
-        return "reproduced"
-    if partly is not None and _inside(float(ours), float(ours), partly):
-        return "partly"
-    return "not reproduced"
+    point = ours if isinstance(ours, (bool, str)) or _is_missing(ours) else float(ours)
+    return interval_verdict(paper, ours, point, point, tol=tol, partly_tol=partly_tol, relative=relative,
+                            at_least=at_least, at_most=at_most)  # a point never straddles a band edge
 
 
 def _jsonable(value: Any) -> Any:
