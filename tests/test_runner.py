@@ -146,6 +146,32 @@ def test_a_build_reports_the_running_cell_and_ends_with_a_summary(tmp_path, monk
     assert [r["chapter"] for r in rows] == ["00_tiny"] and rows[0]["trained"] == rows[0]["cached"] == 0
 
 
+WRITE_SCORECARD = """
+```{code-cell} ipython3
+import json, pathlib
+pathlib.Path(results_path).write_text(json.dumps({"scorecard": [{"verdict": "reproduced"}, {"verdict": "inconclusive"}]}))
+```
+"""
+
+
+def test_cli_run_says_where_it_is_and_ends_with_its_results(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
+    root = make_project(tmp_path / "proj", SLOW + WRITE_SCORECARD)
+    monkeypatch.chdir(root)
+    out_dir = tmp_path / "out"
+    assert runner.main(["run", "tiny", "--profile", "smoke", "--out", str(out_dir)]) == 0
+    out, err = capfd.readouterr()
+    assert "[unlearnkit] 00_tiny: cell 4/5 (import time, sys)" in err and "step 2" in err  # heartbeat, progress
+    assert "without encryption" not in err  # the kernel's start-up warning is not shown
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("[unlearnkit] 00_tiny done in 0m")
+    assert f"results {out_dir.resolve() / 'results' / '00_tiny.json'}" in last
+    assert last.endswith("verdicts: inconclusive 1, reproduced 1")
+    assert runner.main(["run", "tiny", "--profile", "smoke", "--out", str(out_dir), "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert "cell 4/5" not in err and "step 2" not in err and "done in" in out.strip().splitlines()[-1]
+
+
 def test_summary_counts_models_and_verdicts(tmp_path):
     results = tmp_path / "r.json"
     results.write_text(json.dumps({"models": [{"cache_hit": False}, {"cache_hit": True}, {"cache_hit": True}],

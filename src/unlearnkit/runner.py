@@ -384,6 +384,11 @@ def chapter_work(name: str, *, profile: str, overrides: dict[str, Any] | None = 
     return work, context
 
 
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+"""The kernel logs errors only: its start-up warning about TCP transport (the kernel listens on
+127.0.0.1 for this process alone) said nothing about the chapter."""
+
+
 def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] | None = None,
                 out: Path | None = None, root: Path | None = None, log_output: bool = False,
                 echo: bool = False) -> RunResult:
@@ -415,7 +420,8 @@ def run_chapter(name: str, *, profile: str = "smoke", overrides: dict[str, Any] 
         engine = {"engine_name": "unlearnkit", "stderr_file": sys.stderr}
     with _kernel_environment(root):
         papermill.execute_notebook(nb, str(notebook_out), parameters=parameters, kernel_name="python3",
-                                   cwd=str(path.parent), log_output=log_output, progress_bar=False, **engine)
+                                   cwd=str(path.parent), log_output=log_output, progress_bar=False,
+                                   extra_arguments=KERNEL_ARGUMENTS, **engine)
     return RunResult(notebook_out, results_out, time.perf_counter() - start)
 
 
@@ -526,6 +532,15 @@ def summary_rows(results: list[RunResult]) -> list[dict]:
     return rows
 
 
+def run_line(result: RunResult) -> str:
+    """The last line of ``python -m unlearnkit run``: the chapter, its wall time, its results file
+    and its verdict counts (:func:`summary_rows`)."""
+    row = summary_rows([result])[0]
+    minutes, seconds = divmod(round(result.seconds), 60)
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(row["verdicts"].items())) or "no scorecard rows"
+    return f"[unlearnkit] {row['chapter']} done in {minutes}m{seconds:02d}s; results {result.results}; verdicts: {verdicts}"
+
+
 def build_summary(results: list[RunResult]) -> str:
     """The table printed at the end of a build (:func:`summary_rows`), with a total line."""
     rows = summary_rows(results)
@@ -545,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="execute one chapter with papermill")
     run_p.add_argument("chapter")
+    run_p.add_argument("--quiet", action="store_true", help="no progress bars or heartbeat (for scripts)")
     build_p = sub.add_parser("build", help="execute every chapter, then build the HTML book")
     build_p.add_argument("--skip-run", action="store_true", help="reuse executed notebooks")
     for p in (run_p, build_p):
@@ -586,9 +602,11 @@ def _dispatch(args) -> int:
         return plan_or_warm(args, overrides, root)
     out = (args.out or run_folder(root, args.profile, overrides)).resolve()
     if args.command == "run":
-        result = run_chapter(args.chapter, profile=args.profile, overrides=overrides, out=out, root=root)
+        result = run_chapter(args.chapter, profile=args.profile, overrides=overrides, out=out, root=root,
+                             echo=not args.quiet)
         print(json.dumps({"notebook": str(result.notebook), "results": str(result.results),
                           "seconds": round(result.seconds, 1)}))
+        print(run_line(result))
         return 0
     if not args.skip_run:
         run_all(profile=args.profile, overrides=overrides, out=out, root=root)
