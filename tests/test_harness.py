@@ -344,3 +344,12 @@ def test_the_oracle_pick_runs_where_the_protocol_says(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown oracle 'some'; allowed: 'every_seed'"):
         harness.compare(problems, ["finetune"], grid=grid, profile="smoke", device="cpu", oracle="some")
     assert tasks.protocol("cpu").oracle == "tuning_seed" and tasks.protocol("paper").oracle == "every_seed"
+
+
+def test_picks_are_shown_as_settings_not_json():
+    assert harness.settings_text('{"lr": 0.30000000000000004, "delta": 1.3}') == "lr = 0.3, delta = 1.3"
+    assert harness.settings_text("{}") == "defaults" and harness.settings_text({"k": 1}) == "k = 1"
+    picks = pd.DataFrame({"problem": ["p"], "method": ["m"], "label": ["M"], "rule pick": ['{"lr": 0.1}'],
+                          "oracle pick": [float("nan")]})
+    view = harness.picks_view(picks)
+    assert view.loc[("p", "M"), "rule pick"] == "lr = 0.1" and pd.isna(view.loc[("p", "M"), "oracle pick"])

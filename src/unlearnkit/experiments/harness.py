@@ -543,6 +543,21 @@ def compare(problems: Sequence[Problem], methods: Sequence[str], *, grid: Grid, 
     return add_gap(frame.drop(columns=["avg_gap", "time_fraction"], errors="ignore"))
 
 
+def settings_text(settings: str | Mapping) -> str:
+    """A pick's settings for reading (a run row's JSON ``settings`` or a dict): ``lr = 0.3``, or
+    ``defaults`` when the pick changed nothing."""
+    settings = json.loads(settings) if isinstance(settings, str) else dict(settings)
+    return ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in settings.items()) or "defaults"
+
+
+def picks_view(picks: pd.DataFrame) -> pd.DataFrame:
+    """:func:`picks_table` for the page: indexed by problem and method label, the picks as
+    :func:`settings_text` instead of JSON."""
+    shown = picks.assign(**{c: picks[c].map(settings_text, na_action="ignore")
+                            for c in ("rule pick", "oracle pick") if c in picks})
+    return shown.set_index(["problem", "label"]).drop(columns=["method"])
+
+
 def plot_tuning_grid(rows: pd.DataFrame, problems: Sequence[str] | None = None, *, columns: int = 2):
     """What the selection rule saw: per problem (a panel), every method's grid on the tuning seed
     as validation accuracy minus the original's (x) against forget accuracy minus the rule's
