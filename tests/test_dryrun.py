@@ -76,7 +76,8 @@ def test_the_real_loaders_read_the_stand_ins(dry):
 
 def test_every_verdict_of_a_dry_run_says_so(dry):
     rec = Recorder("x", profile="paper", device="cpu", seed=0, glue=False)
-    row = rec.score("r", "a claim", paper=1.0, values=[1.0, 1.0], fact="mumis.table1.cifar100.speedup")
+    row = rec.score("r", "a claim", paper=1.0, values=[1.0, 1.0], fact="mumis.table1.cifar100.speedup",
+                    setting="cifar100 · resnet18 · 182-epoch retrain on a GPU")
     assert row["verdict"] == "dry run" and rec.save()["dry_run"] is True
     assert json.loads(json.dumps(rec.results))["dry_run"]
 
