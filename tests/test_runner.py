@@ -163,13 +163,15 @@ def test_cli_run_says_where_it_is_and_ends_with_its_results(tmp_path, monkeypatc
     out, err = capfd.readouterr()
     assert "[unlearnkit] 00_tiny: cell 4/5 (import time, sys)" in err and "step 2" in err  # heartbeat, progress
     assert "without encryption" not in err  # the kernel's start-up warning is not shown
-    last = out.strip().splitlines()[-1]
+    assert json.loads(out.strip().splitlines()[-1])["results"] == str(out_dir.resolve() / "results" / "00_tiny.json")
+    last = err.strip().splitlines()[-1]  # the reader's line, after the JSON line scripts read
     assert last.startswith("[unlearnkit] 00_tiny done in 0m")
     assert f"results {out_dir.resolve() / 'results' / '00_tiny.json'}" in last
     assert last.endswith("verdicts: inconclusive 1, reproduced 1")
     assert runner.main(["run", "tiny", "--profile", "smoke", "--out", str(out_dir), "--quiet"]) == 0
     out, err = capfd.readouterr()
-    assert "cell 4/5" not in err and "step 2" not in err and "done in" in out.strip().splitlines()[-1]
+    assert "cell 4/5" not in err and "step 2" not in err and "done in" in err.strip().splitlines()[-1]
+    assert "results" in json.loads(out.strip().splitlines()[-1])
 
 
 def test_summary_counts_models_and_verdicts(tmp_path):

@@ -606,7 +606,7 @@ def _dispatch(args) -> int:
                              echo=not args.quiet)
         print(json.dumps({"notebook": str(result.notebook), "results": str(result.results),
                           "seconds": round(result.seconds, 1)}))
-        print(run_line(result))
+        print(run_line(result), file=sys.stderr)  # for the reader; stdout's last line stays the JSON
         return 0
     if not args.skip_run:
         run_all(profile=args.profile, overrides=overrides, out=out, root=root)
