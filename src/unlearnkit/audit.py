@@ -503,7 +503,7 @@ def relearn(model: nn.Module, data: TensorSet, *, steps: int, lr: float, batch_s
     cross-entropy on shuffled batches of ``batch_size`` from ``data`` (reshuffled at each pass,
     order from ``generator(seed)``); ``extra`` (e.g. ``k`` forget samples) joins every batch.
     Returns the copy in eval mode; ``model`` is untouched. A dry run (:mod:`unlearnkit.dryrun`)
-    caps the steps like every training."""
+    caps the steps and the batch (before ``extra`` joins it) like every training."""
     check_relearn(steps, lr, batch_size)
     if len(data) == 0:
         raise ValueError("cannot relearn from an empty data set")
@@ -517,6 +517,7 @@ def relearn(model: nn.Module, data: TensorSet, *, steps: int, lr: float, batch_s
         torch.manual_seed(seed)
         while done < steps:
             for x, y in data.batches(batch_size, shuffle=True, generator=gen):
+                x, y = dryrun.cap_batch(x, y)
                 if extra is not None:
                     x, y = torch.cat([x, extra.x]), torch.cat([y, extra.y])
                 loss = F.cross_entropy(work(to_input(x, device)), y.to(device))

@@ -3,7 +3,8 @@
 ``-p dry_run=True`` turns it on for one chapter (:func:`enable`, called first in the kernel).
 Every function keeps its code path and only its sizes shrink:
 
-* every loaded dataset keeps a few images a class (faces: a subject) — :func:`shrink`;
+* every loaded dataset keeps a few images a class (faces: a few subjects, a few images each) —
+  :func:`shrink`;
 * every training stops after :attr:`DryRun.train_steps` optimizer steps of at most
   :attr:`DryRun.batch_cap` samples, with the learning-rate schedule computed over the full
   horizon (:func:`unlearnkit.train.train_model`);
@@ -43,13 +44,15 @@ class DryRun:
     """The sizes of a dry run.
 
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
-    fewer keeps all. per_subject: face images kept a subject. train_steps: optimizer steps of a
+    fewer keeps all. subjects: face subjects kept (the lowest ids); per_subject: face images
+    kept a subject. train_steps: optimizer steps of a
     training. max_batches: batches of one unlearning pass. batch_cap: samples a training or
     unlearning batch keeps (evaluation sees every sample). cache / data: the temporary cache
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
     """
 
     per_class: int = 12
+    subjects: int = 24
     per_subject: int = 3
     train_steps: int = 2
     max_batches: int = 1
@@ -59,7 +62,7 @@ class DryRun:
     standins: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
-        for name in ("per_class", "per_subject", "train_steps", "max_batches", "batch_cap"):
+        for name in ("per_class", "subjects", "per_subject", "train_steps", "max_batches", "batch_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"DryRun.{name} must be an int >= 1; got {value!r}")
@@ -98,7 +101,7 @@ def describe(run: DryRun) -> str:
     """One paragraph for the page: what the dry run cut and which stand-ins it wrote."""
     standins = ", ".join(run.standins) or "none"
     return (f"**Dry run.** This page ran the profile's code path with every dataset cut to "
-            f"{run.per_class} samples a class ({run.per_subject} images a face subject), every training to "
+            f"{run.per_class} samples a class ({run.subjects} face subjects of {run.per_subject} images), every training to "
             f"{run.train_steps} steps, every unlearning run to {run.max_batches} batch, one seed and a one-point "
             f"tuning grid. Its numbers prove that the code runs, nothing else; every verdict reads "
             f"\"dry run\". Stand-ins written in the datasets' own formats: {standins}.")
@@ -123,8 +126,10 @@ def _per_label(labels: torch.Tensor, keep: int) -> torch.Tensor:
 
 def shrink(data: Any) -> Any:
     """``data`` (ImageData, FaceData, TextData, MufacData) cut to the dry run's sizes; unchanged
-    in a real run. Images keep :attr:`DryRun.per_class` a class per part, faces
-    :attr:`DryRun.per_subject` a subject, texts ``per_class`` a class."""
+    in a real run. Images keep :attr:`DryRun.per_class` a class per part, faces the first
+    :attr:`DryRun.subjects` subjects with :attr:`DryRun.per_subject` images each (one a
+    sequence, so they differ in expression), texts
+    ``per_class`` a class."""
     if _ACTIVE is None:
         return data
     from .data.loaders import FaceData, TextData
@@ -133,7 +138,9 @@ def shrink(data: Any) -> Any:
         index = _per_label(data.y, _ACTIVE.per_class * 4).tolist()
         return replace(data, texts=tuple(data.texts[i] for i in index), y=data.y[index])
     if isinstance(data, FaceData):
-        index = _per_label(data.images.group, _ACTIVE.per_subject)
+        first = _per_label(data.sequence, 1)  # a frame per sequence: a subject's images differ in label
+        first = first[torch.isin(data.images.group[first], torch.unique(data.images.group)[:_ACTIVE.subjects])]
+        index = first[_per_label(data.images.group[first], _ACTIVE.per_subject)]
         return replace(data, images=data.images.subset(index), sequence=data.sequence[index])
     parts = {name: getattr(data, name) for name in ("train", "val", "test") if hasattr(data, name)}
     return replace(data, **{name: part.subset(_per_label(part.y, _ACTIVE.per_class))

@@ -1,5 +1,5 @@
 """A test plugin: fine-tuning that first writes its process id to ``$UNLEARNKIT_TEST_PIDFILE``
-and sleeps, so a test can kill the worker running it (test_cluster.py)."""
+and, the first time, sleeps, so a test can kill the worker running it (test_cluster.py)."""
 
 import os
 import time
@@ -17,10 +17,12 @@ class SleepyConfig(FinetuneConfig):
 @register("sleepy_finetune", label="FT (sleepy)", config=SleepyConfig, needs_retain=True, needs_forget=False,
           passes=("epochs",), reference_retrain_epochs=160, reference="test plugin", idea="fine-tuning, slowly")
 def sleepy_finetune(model, split, cfg, ctx):
-    """Write the pid, sleep 4 s, fine-tune."""
+    """Write the pid, sleep 4 s if no unit wrote one before (the test kills that first one), fine-tune."""
     pidfile = os.environ.get("UNLEARNKIT_TEST_PIDFILE")
     if pidfile:
+        first = not os.path.isfile(pidfile) or not open(pidfile).read().strip()
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
-        time.sleep(4)
+        if first:
+            time.sleep(4)
     return finetune_loop(model, split.retain, cfg, ctx)

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from .. import dryrun
 from ..config import (SMOKE_WHY, Change, build_config, change_rows, changes_for, check_choice, check_profile,
                       check_range, with_changes)
 from ..data import replace_split
@@ -106,6 +107,10 @@ CHANGES: dict[str, dict[str, Change]] = {
 }
 """Each profile as its differences from :data:`PAPER`, with a reason per line."""
 
+DRY_RUN = changes_for("dry run: one method through the variance study's and the control's loops",
+                      combo_control_methods=("mumis",), variance_methods=("finetune",))
+"""The chapter's lines in a dry run (:mod:`unlearnkit.dryrun`), on top of the profile's."""
+
 
 def profile_changes(profile: str) -> list[dict]:
     """Rows ``{part, setting, value, paper, why}`` of the chapter's profile block."""
@@ -126,7 +131,7 @@ def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget:
     """
     check_profile(profile)
     check_choice("combo_scorer", combo_scorer, tuple(SCORERS))
-    values = with_changes(PAPER, CHANGES[profile])
+    values = dryrun.apply(DRY_RUN, with_changes(PAPER, CHANGES[profile]))
     control = ("RANDOM",) if values["combo_control_methods"] and combo_scorer != "RANDOM" else ()
     values.update(profile=profile, problems=tuple(SCENARIOS), combo_scorers=(combo_scorer, *control),
                   combo_budget=combo_budget, guide_slack=guide_slack,
