@@ -45,9 +45,9 @@ class DryRun:
 
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
     fewer keeps all. subjects: face subjects kept (the lowest ids); per_subject: face images
-    kept a subject. train_steps: optimizer steps of a
-    training. max_batches: batches of one unlearning pass. batch_cap: samples a training or
-    unlearning batch keeps (evaluation sees every sample). cache / data: the temporary cache
+    kept a subject. train_steps: optimizer steps of a training. max_batches: batches of one
+    unlearning pass. batch_cap: samples a training or unlearning batch keeps (evaluation sees
+    every sample). cache / data: the temporary cache
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
     """
 
@@ -128,8 +128,7 @@ def shrink(data: Any) -> Any:
     """``data`` (ImageData, FaceData, TextData, MufacData) cut to the dry run's sizes; unchanged
     in a real run. Images keep :attr:`DryRun.per_class` a class per part, faces the first
     :attr:`DryRun.subjects` subjects with :attr:`DryRun.per_subject` images each (one a
-    sequence, so they differ in expression), texts
-    ``per_class`` a class."""
+    sequence, so they differ in expression), texts ``per_class`` a class."""
     if _ACTIVE is None:
         return data
     from .data.loaders import FaceData, TextData

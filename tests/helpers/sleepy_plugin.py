@@ -3,6 +3,7 @@ and, the first time, sleeps, so a test can kill the worker running it (test_clus
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 from unlearnkit.methods import register
@@ -20,7 +21,7 @@ def sleepy_finetune(model, split, cfg, ctx):
     """Write the pid, sleep 4 s if no unit wrote one before (the test kills that first one), fine-tune."""
     pidfile = os.environ.get("UNLEARNKIT_TEST_PIDFILE")
     if pidfile:
-        first = not os.path.isfile(pidfile) or not open(pidfile).read().strip()
+        first = not os.path.isfile(pidfile) or not Path(pidfile).read_text().strip()
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
         if first:
