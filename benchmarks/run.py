@@ -5,7 +5,11 @@ here is a pass/fail test. The latest figures go to ``benchmarks/latest.json``, w
 book's appendix page renders. Absolute seconds depend on the machine; the ratios are the point.
 
     python benchmarks/run.py            # everything
-    python benchmarks/run.py --only ot  # one group: scoring, mumis, ot, methods, book
+    python benchmarks/run.py --only ot  # one group: scoring, mumis, ot, train, methods, book
+
+Every row records the commit it was measured at (``commit``, ``+dirty`` with uncommitted edits);
+the speed appendix marks rows measured on code other than the book's. ``train_vs_gemm`` is
+``{model: fraction}``: a training step's FLOP rate over this machine's matrix-multiply rate.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.metrics import best_of
+from unlearnkit.runtime import atomic_write_text, source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -151,6 +156,93 @@ def bench_methods() -> list[dict]:
             for method, r in means.iterrows()]
 
 
+# ---------------------------------------------------------------------------- training vs GEMM
+
+TRAIN_STEPS = {"small_cnn": 256, "resnet18": 128}
+"""The models whose training step is measured, at the batch size their profile trains with
+(``cpu``: small_cnn, batch 256; ``paper``: ResNet-18, batch 128), on 32×32 CIFAR inputs."""
+
+
+def gemm_flops_per_s(n: int = 2048) -> float:
+    """This machine's float32 matrix-multiply rate (FLOP/s): one ``n × n`` by ``n × n``
+    ``torch.matmul`` (2 n³ FLOPs), best of 3 after a warm-up."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    return 2 * n ** 3 / best_of(lambda: torch.matmul(a, b))
+
+
+def train_step(model_name: str, batch: int, *, channels_last: bool = True, bf16: bool = False):
+    """``(step, flops)``: a function running one SGD training step of ``model_name`` on a
+    random CIFAR-sized batch (forward, cross-entropy, backward, update: ``train.train_model``'s
+    inner loop) and the FLOPs torch counts in it (:class:`torch.utils.flop_counter.FlopCounterMode`:
+    2 per multiply-add of every convolution and matrix product, forward and backward)."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from unlearnkit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_name, 10).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return step, counter.get_total_flops()
+
+
+def bf16_supported() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX-512 BF16 or AMX), so a bf16 lever is worth timing."""
+    return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+
+
+def train_levers(model_name: str, batch: int) -> dict[str, tuple[int, bool, bool]]:
+    """The training-step variants timed for a model: ``{lever: (batch, channels_last, bf16)}``;
+    ``current`` is the path ``train.train_model`` takes on a CPU."""
+    levers = {"current": (batch, True, False), "contiguous layout": (batch, False, False),
+              "batch x2": (2 * batch, True, False)}
+    if bf16_supported():
+        levers["bf16 autocast"] = (batch, True, True)
+    return levers
+
+
+def bench_train(models: dict[str, int] | None = None) -> list[dict]:
+    """Per model and lever: the achieved FLOP rate of a training step as a fraction of this
+    machine's GEMM rate, both measured in this run. Also sets :data:`TRAIN_VS_GEMM` (the
+    ``current`` path per model) and :data:`TRAIN_LEVERS` for ``latest.json``."""
+    rate = gemm_flops_per_s()
+    print(f"GEMM rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048², {torch.get_num_threads()} threads)", flush=True)
+    rows = []
+    for model_name, batch in (models or TRAIN_STEPS).items():
+        for lever, (size, channels_last, bf16) in train_levers(model_name, batch).items():
+            step, flops = train_step(model_name, size, channels_last=channels_last, bf16=bf16)
+            seconds = best_of(step)
+            at_gemm_rate = flops / rate
+            rows.append(row(f"{model_name} train step at GEMM rate / measured, {lever}", at_gemm_rate, seconds,
+                            None, f"batch {size}, {flops / size / 6e6:.0f} M multiply-adds an image (forward); "
+                                  f"GEMM {rate / 1e9:.1f} GFLOP/s"))
+            TRAIN_LEVERS.setdefault(model_name, {})[lever] = at_gemm_rate / seconds
+        TRAIN_VS_GEMM[model_name] = TRAIN_LEVERS[model_name]["current"]
+    return rows
+
+
+TRAIN_VS_GEMM: dict[str, float] = {}
+"""``{model: fraction}``: the current training path's FLOP rate over the GEMM rate (``latest.json``)."""
+TRAIN_LEVERS: dict[str, dict[str, float]] = {}
+"""``{model: {lever: fraction}}`` for every lever :func:`train_levers` timed."""
+
+
 # The issues' cpu-profile budgets in minutes (setup: #2, chapters: #4-#7, book: #8).
 CHAPTER_BUDGET_MIN = {"00_setup": 8, "01_distributional": 8, "02_dlfd": 10, "03_mumis": 10,
                       "04_head-to-head": 20}
@@ -176,8 +268,8 @@ def bench_book() -> list[dict]:
     return rows
 
 
-BENCHES = {"scoring": bench_scoring, "mumis": bench_mumis, "ot": bench_ot, "methods": bench_methods,
-           "book": bench_book}
+BENCHES = {"scoring": bench_scoring, "mumis": bench_mumis, "ot": bench_ot, "train": bench_train,
+           "methods": bench_methods, "book": bench_book}
 
 
 def main() -> None:
@@ -188,12 +280,19 @@ def main() -> None:
     rows = []
     for name in args.only or BENCHES:
         rows += BENCHES[name]()
+    commit, date = source_commit(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for r in rows:
+        r.update(commit=commit, date=date)
     meta = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
-    kept = [r for r in previous if r["name"] not in {n["name"] for n in rows}]
-    args.out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=2))
+            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "date": date, "commit": commit}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    kept = [r for r in previous.get("rows", []) if r["name"] not in {n["name"] for n in rows}]
+    out = {"meta": meta, "rows": kept + rows,
+           "train_vs_gemm": {**previous.get("train_vs_gemm", {}), **TRAIN_VS_GEMM},
+           "train_levers": {**previous.get("train_levers", {}), **TRAIN_LEVERS}}
+    atomic_write_text(args.out, json.dumps(out, indent=2))
+    if TRAIN_VS_GEMM:
+        print("train_vs_gemm: " + ", ".join(f"{m} {f:.1%}" for m, f in TRAIN_VS_GEMM.items()))
     print(f"wrote {args.out}")
 
 

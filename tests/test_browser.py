@@ -5,12 +5,14 @@ page opened from ``file://`` with the network off; a screenshot of each page is 
 ``<html>/_screenshots/``. Skips, saying why, when Playwright or Chromium is missing.
 """
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from unlearnkit import figures
 from unlearnkit.bookext import MATHJAX_SCRIPT
 
 pytestmark = pytest.mark.chapters
@@ -37,6 +39,35 @@ PAGE_STATE = """async () => {
 }"""
 
 
+LAYOUT_STATE = """() => {
+  const column = document.querySelector('main article.bd-article') || document.querySelector('main') || document.body;
+  const box = column.getBoundingClientRect();
+  const beyond = [], scrolls = [];
+  for (const el of column.querySelectorAll('table, pre, div.cell_output, div.output, img, div.highlight, figure')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;  // folded away (a closed dropdown)
+    const what = `${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ${Math.round(r.width)} px, content `
+                 + `${el.scrollWidth} px: ` + (el.getAttribute('src') || el.innerText || '').trim().slice(0, 50).replace(/\s+/g, ' ');
+    if (r.right > box.right + 1 || r.left < box.left - 1) beyond.push(what);
+    else if (el.scrollWidth > el.clientWidth + 1) scrolls.push(what);
+  }
+  return {
+    column: box.width,
+    beyond,
+    scrolls,
+    pageScrolls: document.documentElement.scrollWidth > window.innerWidth + 1,
+    figures: [...column.querySelectorAll('img')].filter(i => i.naturalWidth > 300)
+      .map(i => ({src: i.getAttribute('src'), shown: i.getBoundingClientRect().width, natural: i.naturalWidth})),
+    findings: document.querySelectorAll('li.finding').length,
+    bookRows: document.querySelectorAll('table.book-findings tbody tr').length,
+    height: document.documentElement.scrollHeight,
+  };
+}"""
+# a figure's smallest text (figures.MIN_FONT_PT at figures.DPI) stays at least a footnote's 9 px
+MIN_FIGURE_SCALE = 9 / (figures.MIN_FONT_PT * figures.DPI / 72)
+PHONE_PAGES = ("intro", "04_head-to-head")
+
+
 def chromium_path() -> str | None:
     found = os.environ.get("UNLEARNKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     return found if found and Path(found).exists() else None
@@ -60,10 +91,12 @@ def book_pages(html: Path) -> list[Path]:
             *sorted((html / "appendix").glob("*.html")), html / "bibliography.html"]
 
 
-def open_offline(browser, page_path: Path, shots: Path) -> tuple[dict, list[str], list[str]]:
-    """Open one page with the network off: (page state, console errors, blocked requests); its
-    screenshot goes to ``shots``."""
-    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+def open_offline(browser, page_path: Path, shots: Path, *, width: int = 1280,
+                 script: str = PAGE_STATE) -> tuple[dict, list[str], list[str]]:
+    """Open one page with the network off in a ``width``-pixel window: (what ``script``
+    returns, console errors, blocked requests); its screenshot goes to ``shots``
+    (``<page>.png``, ``<page>-<width>.png`` below 1280 pixels)."""
+    context = browser.new_context(offline=True, viewport={"width": width, "height": 900})
     blocked, errors = [], []
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
                   else (blocked.append(route.request.url), route.abort()))
@@ -71,9 +104,10 @@ def open_offline(browser, page_path: Path, shots: Path) -> tuple[dict, list[str]
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(page_path.as_uri(), wait_until="load")
-    state = page.evaluate(PAGE_STATE)
+    state = page.evaluate(script)
     shots.mkdir(exist_ok=True)
-    page.screenshot(path=str(shots / f"{page_path.stem}.png"), full_page=True)
+    suffix = "" if width == 1280 else f"-{width}"
+    page.screenshot(path=str(shots / f"{page_path.stem}{suffix}.png"), full_page=True)
     context.close()
     return state, errors, blocked
 
@@ -129,3 +163,44 @@ def test_the_check_fails_when_mathjax_comes_from_the_cdn(browser, smoke_book):
         (smoke_book / "_screenshots" / "_cdn_probe.png").unlink(missing_ok=True)
     assert any("cdn.jsdelivr.net" in url for url in blocked)
     assert not state["mathjax"] and state["untypeset"] == state["mathNodes"] > 0
+
+
+def _scorecard_rows(smoke_runs) -> dict[str, int]:
+    out, _ = smoke_runs
+    return {path.stem: len(json.loads(path.read_text())["scorecard"]) for path in (out / "results").glob("*.json")}
+
+
+def test_main_column_holds_what_it_shows(browser, smoke_book, smoke_runs):
+    """At a 1280-pixel window, on every page: no table, code block, output or figure is wider
+    than the main column; every figure is shown at most a little smaller than it was drawn
+    (so its smallest text stays a footnote's size); each paper chapter's findings box has a
+    line per scorecard row, and the landing page a table row per row of every results file."""
+    rows = _scorecard_rows(smoke_runs)
+    heights = {}
+    for page_path in book_pages(smoke_book):
+        name = page_path.stem
+        state, _, _ = open_offline(browser, page_path, smoke_book / "_screenshots", script=LAYOUT_STATE)
+        heights[name] = state["height"]
+        assert not state["beyond"], f"{name}: wider than its {state['column']:.0f}-pixel column: {state['beyond'][:3]}"
+        assert not state["scrolls"], f"{name}: scrolls sideways in its {state['column']:.0f}-pixel column: {state['scrolls'][:3]}"
+        for fig in state["figures"]:
+            assert fig["shown"] <= state["column"] + 1, f"{name}: {fig['src']} is wider than the column"
+            assert fig["shown"] >= MIN_FIGURE_SCALE * fig["natural"] - 1, \
+                f"{name}: {fig['src']} drawn {fig['natural']} px wide is shown at {fig['shown']:.0f} px: its labels shrink below 9 px"
+        if name in PAPER_CHAPTERS:
+            assert state["findings"] == rows[name] > 0, f"{name}: {state['findings']} findings for {rows[name]} rows"
+    assert heights["intro"] and sum(rows.values()) == open_offline(
+        browser, smoke_book / "intro.html", smoke_book / "_screenshots", script=LAYOUT_STATE)[0]["bookRows"]
+    (smoke_book / "_screenshots" / "heights.json").write_text(json.dumps(heights, indent=1))
+
+
+@pytest.mark.parametrize("stem", PHONE_PAGES)
+def test_nothing_overflows_on_a_phone(browser, smoke_book, stem):
+    """At a phone's 390 pixels nothing leaves the column and the page never scrolls sideways;
+    a table too wide for a phone scrolls inside its own box."""
+    page_path = smoke_book / ("intro.html" if stem == "intro" else f"chapters/{stem}.html")
+    state, errors, _ = open_offline(browser, page_path, smoke_book / "_screenshots", width=390, script=LAYOUT_STATE)
+    assert not errors, f"{stem} at 390 px logged console errors: {errors[:3]}"
+    assert not state["pageScrolls"], f"{stem} at 390 px: the page scrolls sideways"
+    assert not state["beyond"], f"{stem} at 390 px: wider than its {state['column']:.0f}-pixel column: {state['beyond'][:3]}"
+    assert (smoke_book / "_screenshots" / f"{page_path.stem}-390.png").is_file()

@@ -312,11 +312,11 @@ def test_summarise_and_display():
     assert s.iloc[0][["n", "mean"]].tolist() == [3, pytest.approx(0.5)]
     assert s.iloc[0]["ci_low"] < 0.5 < s.iloc[0]["ci_high"] and not s.iloc[0]["clipped"]
     half = 100 * (s.iloc[0]["ci_high"] - 0.5)
-    assert harness.display(s).loc["M", "FA"] == f"50.0 ± {half:.1f}"
+    assert harness.display(s).loc["M", "forget acc. (%)"] == f"50.0 ± {half:.1f}"
     # an accuracy's interval never leaves [0, 1]: clipped, and shown with its ends
     low = harness.summarise(rows.assign(FA=[0.1, 0.2, 0.3]), metrics=("FA",))
     assert low.iloc[0]["ci_low"] == 0.0 and low.iloc[0]["clipped"] and low.iloc[0]["ci_high"] > 0.3
-    assert harness.display(low).loc["M", "FA"].startswith("20.0 [0.0, ")
+    assert harness.display(low).loc["M", "forget acc. (%)"].startswith("20.0 [0.0, ")
 
 
 def test_variance_components_find_the_factor_that_moves_the_value():

@@ -22,7 +22,8 @@ execution, so no cell at its top could show it. Without that folder or file (a p
 Two page fixes keep the browser console clean (``tests/test_browser.py``): sphinx-thebe's
 configuration script, added twice in a jupyter-book build, is kept once (a second ``const``
 declaration is a script error), and the theme gets its default colour mode (``light``) where it
-would otherwise log an invalid empty mode.
+would otherwise log an invalid empty mode. ``static/unlearnkit.css`` (:data:`PAGE_CSS`) makes the
+main column hold what it shows: code wraps at the column, tables are compact.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def mathjax_bundle() -> Path:
 def _use_local_mathjax(app, config) -> None:
     mathjax_bundle()  # fail at the start of the build, not after it
     config.mathjax_path = MATHJAX_SCRIPT
+
+
+PAGE_CSS = Path(__file__).with_name("static") / "unlearnkit.css"
+"""The book's page fixes: code that wraps at the column, compact tables (added to every page)."""
+
+
+def _add_page_css(app, config) -> None:
+    config.html_static_path = [*config.html_static_path, str(PAGE_CSS.parent)]
+    app.add_css_file(PAGE_CSS.name)
 
 
 def copy_mathjax(target: Path) -> Path:
@@ -433,6 +443,7 @@ def setup(app) -> dict:
     app.add_directive("chapter-findings", ChapterFindings)
     app.add_directive("book-findings", BookFindings)
     app.connect("config-inited", _use_local_mathjax, priority=900)
+    app.connect("config-inited", _add_page_css, priority=900)
     app.connect("html-page-context", _clean_page, priority=900)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

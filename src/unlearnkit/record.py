@@ -391,8 +391,16 @@ class Recorder:
         return value
 
     def figure(self, name: str, fig) -> None:
-        """Glue a matplotlib figure under ``name`` (shown where ``{glue:figure}`` asks)."""
+        """Glue a matplotlib figure under ``name`` (shown where ``{glue:figure}`` asks). A figure
+        that would not read in the book's column (:func:`unlearnkit.figures.legibility_problems`:
+        too wide, more than two panels side by side, text too small) is refused."""
+        from .figures import legibility_problems
+
         _check_new_name(self._glued, name)
+        problems = legibility_problems(fig)
+        if problems:
+            raise ValueError(f"figure {name!r} would not read in the book's column: {'; '.join(problems)} "
+                             "(draw it with unlearnkit.figures.panels)")
         if self.glue_enabled:
             _glue(name, fig, display=False)
         import matplotlib.pyplot as plt

@@ -183,3 +183,24 @@ def source_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+CODE_PATHS = ("src", "benchmarks")
+"""The folders whose content decides a measurement: the package and the benchmark scripts."""
+
+
+def same_code(commit: str | None) -> bool | None:
+    """Whether this checkout's :data:`CODE_PATHS` (working tree, edits included) equal those of
+    ``commit`` (a :func:`source_commit` value): True or False; None when it cannot be told (no
+    commit, ``unknown``, ``+dirty``, a commit this clone lacks, no git)."""
+    if not commit or commit == "unknown" or commit.endswith("+dirty"):
+        return None
+    here = Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "-C", top, "diff", "--quiet", commit, "--", *CODE_PATHS],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(diff.returncode)

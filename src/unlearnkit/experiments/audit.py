@@ -484,21 +484,20 @@ def guide_rows(summary: pd.DataFrame) -> pd.DataFrame:
 def plot_ulira_curve(curve: pd.DataFrame, labels: Mapping[str, str] | None = None):
     """U-LiRA's AUC (left) and TPR at 1 % FPR (right) against the number of shadow pairs used,
     one line per method (mean over seeds, bars: min to max); the dotted line is chance."""
-    import matplotlib.pyplot as plt
+    from ..figures import legend_below, method_colors, panels
 
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
-    colors = plt.get_cmap("tab20").colors
-    for i, (method, part) in enumerate(curve.groupby("method", sort=False)):
+    fig, axes = panels(2, panel_height=3.2)
+    colors = method_colors(curve["method"])
+    for method, part in curve.groupby("method", sort=False):
         for ax, col in zip(axes, ("ulira_auc", "ulira_tpr_at_1pct")):
             g = part.groupby("n_shadows")[col]
             mean, low, high = g.mean(), g.min(), g.max()
             ax.errorbar(mean.index, mean, yerr=[mean - low, high - mean], fmt="o-", ms=4, capsize=2,
-                        color=colors[i % len(colors)], label=(labels or {}).get(method, method))
+                        color=colors[method], label=(labels or {}).get(method, method))
     for ax, col, chance, name in ((axes[0], "ulira_auc", 0.5, "AUC"), (axes[1], "ulira_tpr_at_1pct", 0.01,
                                                                         "TPR at 1% FPR")):
         ax.axhline(chance, color="k", ls=":", lw=0.8)
         ax.set(xlabel="shadow pairs used", ylabel=f"U-LiRA {name}")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    legend_below(fig, axes[:1])
     return fig

@@ -708,7 +708,7 @@ def plot_frontier(check: pd.DataFrame, points: pd.DataFrame, axes, free_point: t
         right.plot(*free_point, marker="*", ms=12, color="crimson", ls="none", label="free covariance (1-D)")
     right.set_xlabel("removal α = KL(p1‖p) (nats)")
     right.set_ylabel("preservation ε = KL(p2‖p) (nats)")
-    right.legend(fontsize=7)
+    right.legend()
 
 
 def plot_table1(curves: pd.DataFrame, ax, dim: int) -> None:
@@ -725,7 +725,7 @@ def plot_table1(curves: pd.DataFrame, ax, dim: int) -> None:
     ax.set_xlabel("deleted fraction of the unwanted set (%)")
     ax.set_ylabel("ε(f) / ε(0)")
     ax.set_title(f"dimension {dim}")
-    ax.legend(fontsize=7)
+    ax.legend()
 
 
 def plot_trajectories(curves: pd.DataFrame, ax, title: str = "") -> None:
@@ -744,4 +744,4 @@ def plot_trajectories(curves: pd.DataFrame, ax, title: str = "") -> None:
     ax.set_xlabel("removal α = KL(p1‖p) (nats)")
     ax.set_ylabel("preservation ε = KL(p2‖p) (nats)")
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend()

@@ -488,10 +488,11 @@ def sinkhorn_vs_emd(*, n: int = 32, m: int = 32, dim: int = 16, regs=(1.0, 0.3, 
 
 def plot_sinkhorn(table: pd.DataFrame):
     """Gap to the exact cost and marginal error against ε, one line per iteration cap."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    from ..figures import panels
+
+    fig, axes = panels(2, panel_height=3.0)
     data = table.assign(cap=table["iterations"].map(lambda k: f"{k} iterations"))
     sns.lineplot(data=data, x="reg", y="gap", hue="cap", marker="o", ax=axes[0])
     sns.lineplot(data=data, x="reg", y="marginal_error", hue="cap", marker="o", ax=axes[1], legend=False)
@@ -504,34 +505,37 @@ def plot_sinkhorn(table: pd.DataFrame):
 
 
 def plot_tradeoff(frame: pd.DataFrame, dataset: str):
-    """Test accuracy against forgetting score, one point per method (mean over seeds, std bars)."""
-    import matplotlib.pyplot as plt
+    """Test accuracy against forgetting score, one point per method (mean over seeds, std
+    bars): dots for DLFD and the two reference models, squares for the baselines; the legend
+    below names them (colours as in every figure of the book)."""
+    from ..figures import legend_below, method_colors, panels
 
     part = summarise(frame[frame["dataset"] == dataset])
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    colors = method_colors(part["method"])
+    fig, (ax,) = panels(1, panel_height=3.8)
     for _, row in part.iterrows():
         highlight = row["method"] in DLFD_VARIANTS or row["method"] in ("original", "retrain")
         ax.errorbar(row["FS"], row["TA"], xerr=row["FS_std"], yerr=row["TA_std"], fmt="o" if highlight else "s",
-                    ms=7 if highlight else 5, capsize=2, alpha=0.9)
-        ax.annotate(row["label"], (row["FS"], row["TA"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+                    ms=7 if highlight else 5, capsize=2, alpha=0.9, color=colors[row["method"]], label=row["label"])
     ax.set(xlabel="forgetting score FS = 2·|MIA − 0.5| (lower is better)", ylabel="test accuracy")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    legend_below(fig, [ax])
     return fig
 
 
 def plot_collapse(frame: pd.DataFrame):
     """Linear-probe accuracy and test-feature class separation per method and dataset."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from ..figures import panels
 
     part = frame[frame["method"].isin(COLLAPSE_METHODS)].copy()
     datasets = list(dict.fromkeys(part["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.3 * len(datasets)), squeeze=False)
+    fig, axes = panels(2 * len(datasets), panel_height=3.2)
     order = [label(m) for m in COLLAPSE_METHODS]
-    for row, dataset in zip(axes, datasets):
+    for i, dataset in enumerate(datasets):
         data = part[part["dataset"] == dataset]
-        for ax, col, ylabel in zip(row, ("probe_accuracy", "separation_test"),
+        for ax, col, ylabel in zip(axes[2 * i:2 * i + 2], ("probe_accuracy", "separation_test"),
                                    ("linear-probe test accuracy", "class separation tr(S_B)/tr(S_W)")):
             sns.barplot(data=data, x="label", y=col, order=order, errorbar="sd", ax=ax, color="#7a9cc6")
             original = data.loc[data["method"] == "original", col].mean()
@@ -545,10 +549,10 @@ def plot_collapse(frame: pd.DataFrame):
 def plot_traces(traces: pd.DataFrame):
     """Per batch: OT distance of the retain batch to the forget batch before and after the
     perturbation, and the monitored forgetting score, for both DLFD variants."""
-    import matplotlib.pyplot as plt
+    from ..figures import panels
 
     variants = list(dict.fromkeys(traces["variant"]))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = panels(2, panel_height=3.2)
     for variant, color in zip(variants, ("C0", "C1")):
         part = traces[traces["variant"] == variant]
         shown = part.dropna(subset=["OT after"])

@@ -401,110 +401,103 @@ def remaining_fraction(after: float, before: float) -> float:
 
 # ---------------------------------------------------------------------------- figures
 
-def _palette(methods) -> dict[str, tuple]:
-    import matplotlib.pyplot as plt
-
-    colors = plt.get_cmap("tab20").colors
-    return {m: colors[i % len(colors)] for i, m in enumerate(methods)}
-
-
-def _panels(n: int, width: float = 5.2, height: float = 4.2):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-    return fig, axes[0]
+def _marker(method: str, reads_retain: bool) -> tuple[str, float]:
+    """Retrain a star, Original a cross, methods that read the retain set a dot, others a triangle."""
+    return {"retrain": ("*", 13), "original": ("X", 8)}.get(method, ("o" if reads_retain else "^", 6))
 
 
 def plot_utility_forgetting(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
-    """Per task: test accuracy against forget accuracy (mean ± std over seeds) of every model;
-    Retrain is the star (the target), Original the grey cross; triangles never read the retain set."""
+    """Per task (a panel, two side by side): test accuracy against forget accuracy (mean ± std
+    over seeds) of every model; Retrain is the star (the target: dotted lines), Original the grey
+    cross; triangles never read the retain set. Methods are named in the legend below."""
+    from ..figures import legend_below, method_colors, panels
+
     tasks = list(summary["task"].unique())
-    colors = _palette(summary["method"].unique())
-    fig, axes = _panels(len(tasks))
+    colors = method_colors(summary["method"])
+    fig, axes = panels(len(tasks))
     for ax, task in zip(axes, tasks):
         part = summary[summary["task"] == task]
         for _, r in part.iterrows():
-            style = {"retrain": ("*", 16, "k"), "original": ("X", 10, "grey")}.get(
-                r["method"], ("o" if r["reads_retain"] else "^", 7, colors[r["method"]]))
-            ax.errorbar(100 * r["FA"], 100 * r["TA"], xerr=100 * r["FA_std"], yerr=100 * r["TA_std"], fmt=style[0],
-                        ms=style[1], color=style[2], ecolor="lightgrey", capsize=2,
+            marker, size = _marker(r["method"], r["reads_retain"])
+            ax.errorbar(100 * r["FA"], 100 * r["TA"], xerr=100 * r["FA_std"], yerr=100 * r["TA_std"], fmt=marker,
+                        ms=size, color=colors[r["method"]], ecolor="lightgrey", capsize=2, label=r["label"],
                         zorder=3 if r["method"] == "retrain" else 2)
-            ax.annotate(r["label"], (100 * r["FA"], 100 * r["TA"]), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7)
         target = part[part["method"] == "retrain"].iloc[0]
         ax.axvline(100 * target["FA"], color="k", ls=":", lw=0.8)
         ax.axhline(100 * target["TA"], color="k", ls=":", lw=0.8)
-        ax.set(xlabel="forget accuracy FA (%)", ylabel="test accuracy TA (%)", title=(labels or TASK_LABELS).get(task, task))
+        ax.set(xlabel="forget accuracy (%)", ylabel="test accuracy (%)", title=(labels or TASK_LABELS).get(task, task))
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    legend_below(fig, axes)
     return fig
 
 
 def plot_quality_time(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
-    """Per task: Avg. Gap to Retrain (points) against time / retrain time (log), mean ± std."""
+    """Per task (a panel, two side by side): Avg. Gap to Retrain (points) against wall time as
+    a fraction of the retrain's (log), mean ± std over seeds; lower left is better."""
     from matplotlib.ticker import NullFormatter
 
+    from ..figures import legend_below, method_colors, panels
+
     tasks = list(summary["task"].unique())
-    colors = _palette(summary["method"].unique())
-    fig, axes = _panels(len(tasks))
+    colors = method_colors(summary["method"])
+    fig, axes = panels(len(tasks))
     for ax, task in zip(axes, tasks):
         part = summary[(summary["task"] == task) & (summary["method"] != "original")]
         for _, r in part.iterrows():
-            marker = "*" if r["method"] == "retrain" else ("o" if r["reads_retain"] else "^")
-            ax.errorbar(r["time_fraction"], 100 * r["avg_gap"], yerr=100 * r["avg_gap_std"], fmt=marker,
-                        ms=14 if marker == "*" else 7, color="k" if marker == "*" else colors[r["method"]],
-                        ecolor="lightgrey", capsize=2)
-            ax.annotate(r["label"], (r["time_fraction"], 100 * r["avg_gap"]), textcoords="offset points",
-                        xytext=(4, 3), fontsize=7)
-        ax.set(xscale="log", xlabel="wall time / retrain time (log)", ylabel="Avg. Gap to Retrain (points)",
+            marker, size = _marker(r["method"], r["reads_retain"])
+            ax.errorbar(r["time_fraction"], 100 * r["avg_gap"], yerr=100 * r["avg_gap_std"], fmt=marker, ms=size,
+                        color=colors[r["method"]], ecolor="lightgrey", capsize=2, label=r["label"])
+        ax.set(xscale="log", xlabel="wall time / retrain's (log)", ylabel="Avg. Gap to Retrain (points)",
                title=(labels or TASK_LABELS).get(task, task))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+    legend_below(fig, axes)
     return fig
 
 
 def plot_mia_ranks(summary: pd.DataFrame, labels: Mapping[str, str] | None = None):
-    """Per task: every model's rank under each MIA variant (paper conventions, 1 = most
-    forgetting), one line per model: crossing lines are disagreements."""
+    """Per task (a panel, two side by side): every model's rank under each MIA variant (paper
+    conventions, 1 = most forgetting), one line per model: crossing lines are disagreements."""
+    from ..figures import legend_below, method_colors, panels
+
     tasks = list(summary["task"].unique())
-    colors = _palette(summary["method"].unique())
-    fig, axes = _panels(len(tasks), width=4.6, height=4.8)
+    colors = method_colors(summary["method"])
+    fig, axes = panels(len(tasks), panel_height=3.6)
     short = {"mia_loss_logreg": "loss-LR\n(FS)", "mia_efficacy_svc": "conf-SVC\n(efficacy)",
              "mia_entropy_logreg": "entropy-LR\n(members)"}
     for ax, task in zip(axes, tasks):
         ranks = mia_rankings(summary, task, "paper")
         methods = summary[summary["task"] == task].set_index("label")["method"]
         for name, r in ranks.iterrows():
-            ax.plot(range(len(MIA_VARIANTS)), r[list(MIA_VARIANTS)], "o-", color=colors[methods[name]], lw=1.2)
-            ax.annotate(name, (0, r[MIA_VARIANTS[0]]), textcoords="offset points", xytext=(-6, 0), ha="right",
-                        va="center", fontsize=7)
-        ax.set_xticks(range(len(MIA_VARIANTS)), [short[v] for v in MIA_VARIANTS], fontsize=8)
-        ax.set_xlim(-0.9, len(MIA_VARIANTS) - 0.8)
+            ax.plot(range(len(MIA_VARIANTS)), r[list(MIA_VARIANTS)], "o-", color=colors[methods[name]], lw=1.2,
+                    label=name)
+        ax.set_xticks(range(len(MIA_VARIANTS)), [short[v] for v in MIA_VARIANTS])
+        ax.set_xlim(-0.3, len(MIA_VARIANTS) - 0.7)
         ax.invert_yaxis()
         ax.set(ylabel="rank (1 = most forgetting)", title=(labels or TASK_LABELS).get(task, task))
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+    legend_below(fig, axes)
     return fig
 
 
 def plot_combination(table: pd.DataFrame, labels: Mapping[str, str] | None = None):
-    """Per task: forget accuracy on the whole forget set and wall time of each front-end method
-    with the full forget set and with the part each scorer selected (mean, bars: std)."""
-    import matplotlib.pyplot as plt
+    """Per task (a row of two panels): forget accuracy on the whole forget set (left) and wall
+    time (right) of each front-end method with the full forget set and with the part each
+    scorer selected (mean, bars: std)."""
     import seaborn as sns
 
+    from ..figures import legend_below, panels
+
     tasks = list(table["task"].unique())
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5.2 * len(tasks), 6.4), squeeze=False)
+    fig, axes = panels(2 * len(tasks), panel_height=3.0)
     order = list(dict.fromkeys(table["front_end"]))
-    for col, task in enumerate(tasks):
+    for row, task in enumerate(tasks):
         part = table[table["task"] == task]
-        for row, (y, ylabel) in enumerate((("FA", "forget accuracy, whole forget set (%)"),
-                                           ("seconds", "wall time (s)"))):
-            ax = axes[row][col]
+        for col, (y, ylabel) in enumerate((("FA", "forget acc., whole forget set (%)"), ("seconds", "wall time (s)"))):
+            ax = axes[2 * row + col]
             sns.barplot(data=part.assign(FA=100 * part["FA"]), x="label", y=y, hue="front_end", hue_order=order,
                         errorbar="sd", ax=ax)
-            ax.set(xlabel="", ylabel=ylabel, title=(labels or TASK_LABELS).get(task, task) if row == 0 else "")
-            ax.legend(fontsize=7, title=None)
-    fig.tight_layout()
+            ax.set(xlabel="", ylabel=ylabel, title=(labels or TASK_LABELS).get(task, task))
+            ax.legend_.remove()
+    legend_below(fig, axes[:1], columns=3, title="forget set given to the method")
     return fig

@@ -564,15 +564,15 @@ def plot_tuning_grid(rows: pd.DataFrame, problems: Sequence[str] | None = None, 
     target (y), both in points, joined in grid order; the shaded corner is admissible
     (:func:`select`: y ≤ 0, x ≥ −100 × :data:`UTILITY_MARGIN`). The rule's pick is a filled dot,
     the oracle's (least Avg. Gap, reads the retrained model) an open square."""
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from ..figures import legend_below, legend_entries, method_colors, panels
 
     grid = rows[rows["pick"] == "grid"]
     problems = list(problems or dict.fromkeys(grid["problem"]))
-    height = -(-len(problems) // columns)
-    fig, axes = plt.subplots(height, min(columns, len(problems)), figsize=(5.2 * min(columns, len(problems)),
-                             4.2 * height), squeeze=False)
-    colours = dict(zip(dict.fromkeys(grid["method"]), plt.get_cmap("tab10").colors * 3))
-    for ax, problem in zip(axes.flat, problems):
+    fig, axes = panels(len(problems), columns=columns, panel_height=3.4)
+    colours = method_colors(grid["method"])
+    for ax, problem in zip(axes, problems):
         part = grid[grid["problem"] == problem]
         tuning_seed = part["seed"].iloc[0]
         for method, runs in part.groupby("method", sort=False):
@@ -592,16 +592,11 @@ def plot_tuning_grid(rows: pd.DataFrame, problems: Sequence[str] | None = None, 
         ax.axhline(0, color="#57606a", lw=0.8)
         ax.axvline(-100 * UTILITY_MARGIN, color="#57606a", lw=0.8, ls="--")
         ax.set(title=problem, xlabel="validation acc. − original's (points)", ylabel="forget acc. − target (points)")
-    for ax in axes.flat[len(problems):]:
-        ax.set_visible(False)
-    from matplotlib.lines import Line2D
-
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles, labels = legend_entries(axes)
     handles += [Line2D([], [], ls="none", marker="o", ms=9, color="k"), Line2D([], [], ls="none", marker="s", ms=10,
                                                                             mfc="none", color="k")]
     labels += ["rule's pick", "oracle's pick"]
-    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 5), 1, 1))
+    legend_below(fig, axes, handles=handles, labels=labels)
     return fig
 
 
@@ -637,11 +632,22 @@ def means(rows: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]) -> pd.D
     return out.join(grouped.size().rename("n")).join(grouped["label"].first()).reset_index()
 
 
+COLUMN_NAMES = {"RA": "retain acc. (%)", "FA": "forget acc. (%)", "TA": "test acc. (%)", "FTA": "forget-class test acc. (%)",
+                "nomus": "NoMUS (%)", "NoMUS": "NoMUS (%)", "MIA": "MIA acc. (%)", "FS": "forgetting score (%)",
+                "avg_gap": "Avg. Gap (points)", "time_fraction": "time / retrain's (%)",
+                "ulira_auc": "U-LiRA AUC (%)", "ulira_tpr_at_1pct": "U-LiRA TPR at 1 % FPR (%)",
+                "ulira_tpr_at_0_1pct": "U-LiRA TPR at 0.1 % FPR (%)", "relearn_fa": "forget acc. after relearning (%)",
+                "relearn_fa_k": "forget acc. after relearning with k forget samples (%)",
+                "probe_fa": "linear-probe forget acc. (%)"}
+"""A results table's column for each metric, in words with its unit (after :func:`display`'s ×100)."""
+
+
 def display(summary: pd.DataFrame, *, scale: float = 100.0, digits: int = 1,
             index: Sequence[str] = ("label",)) -> pd.DataFrame:
     """Compact cells, metrics as columns (×``scale``: % and points by default): ``mean ± h``
     (h: the 95 % half-width), ``mean [low, high]`` where the interval was clipped to the metric's
-    range, the mean alone for one seed."""
+    range, the mean alone for one seed. At the default scale the columns are named by
+    :data:`COLUMN_NAMES` (whose units assume it); at any other they keep the metric's key."""
     def cell(r):
         if math.isnan(r["mean"]):
             return "–"
@@ -653,7 +659,8 @@ def display(summary: pd.DataFrame, *, scale: float = 100.0, digits: int = 1,
 
     frame = summary.assign(cell=summary.apply(cell, axis=1))
     table = frame.pivot_table(index=list(index), columns="metric", values="cell", aggfunc="first", sort=False)
-    return table[[m for m in dict.fromkeys(summary["metric"]) if m in table]]
+    table = table[[m for m in dict.fromkeys(summary["metric"]) if m in table]]
+    return table.rename(columns=COLUMN_NAMES if scale == 100.0 else {}).rename_axis(columns=None)
 
 
 def variance_components(rows: pd.DataFrame, value: str,

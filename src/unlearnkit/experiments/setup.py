@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from .. import figures
 from ..config import check_profile
 from ..data import Split, TensorSet, load_dataset
 from ..metrics import per_sample_loss
@@ -69,7 +70,8 @@ def dataset_table(cfg: SetupProfile, root=None) -> tuple[pd.DataFrame, dict[str,
 def image_grid(data: TensorSet, classes: tuple[str, ...], *, per_class: int = 6, seed: int = 0):
     """A figure with ``per_class`` random images of every class (one row per class)."""
     gen = torch.Generator().manual_seed(seed)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.9))
+    side = min(0.9, figures.WIDTH / per_class)  # inches an image
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * side, len(classes) * side))
     for row, name in enumerate(classes):
         index = torch.nonzero(data.y == row).squeeze(1)
         pick = index[torch.randperm(len(index), generator=gen)[:per_class]]
@@ -78,7 +80,7 @@ def image_grid(data: TensorSet, classes: tuple[str, ...], *, per_class: int = 6,
             if col < len(pick):
                 image = data.x[pick[col]].permute(1, 2, 0).squeeze(-1).numpy()
                 ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-        axes[row][0].set_title(name, fontsize=7, loc="left")
+        axes[row][0].set_title(name, fontsize=9, loc="left")
     fig.tight_layout()
     return fig
 
