@@ -1,9 +1,12 @@
-"""`warm` on a real Ray cluster on 127.0.0.1 (a head and one more worker node, separate processes):
-a chapter warmed through --address reads every unit back from the cache, a worker killed in the
-middle of a warm is retried and the cache stays valid, and a second warm has nothing to do."""
+"""`warm` on a real Ray cluster on 127.0.0.1 (a head and one more worker node, separate processes)
+with token authentication on (``RAY_AUTH_MODE=token``, the token in the environment only): a
+chapter warmed through --address reads every unit back from the cache, a worker killed in the
+middle of a warm is retried and the cache stays valid, a second warm has nothing to do, and a
+driver with the wrong token is refused without running anything."""
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,14 +26,15 @@ PLUGIN = str(HELPERS / "sleepy_plugin.py")
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     pidfile = tmp_path_factory.mktemp("cluster") / "pids"
+    token = secrets.token_hex(16)
     env = {**os.environ, "UNLEARNKIT_TEST_PIDFILE": str(pidfile), "RAY_USAGE_STATS_ENABLED": "0",
-           "OMP_WAIT_POLICY": "PASSIVE"}
+           "OMP_WAIT_POLICY": "PASSIVE", **_auth(token)}
     proc = subprocess.Popen([sys.executable, str(HELPERS / "ray_cluster.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         address = json.loads(proc.stdout.readline())["address"]
         assert address.startswith("127.0.0.1:"), address
-        yield {"address": address, "pidfile": pidfile}
+        yield {"address": address, "pidfile": pidfile, "token": token}
     finally:
         proc.stdin.close()
         try:
@@ -39,11 +43,16 @@ def cluster(tmp_path_factory):
             proc.kill()
 
 
-def _warm(address: str, cache: Path, *params: str) -> subprocess.Popen:
+def _auth(token: str) -> dict:
+    """The environment of a token-authenticated Ray process (Ray reads the token from it)."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+
+
+def _warm(address: str, cache: Path, *params: str, token: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "unlearnkit", "warm", "03_mumis", "--profile", "smoke", "--address", address]
     for p in params:
         args += ["-p", p]
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "UNLEARNKIT_CACHE": str(cache)},
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "UNLEARNKIT_CACHE": str(cache), **_auth(token)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -67,7 +76,7 @@ def _every_entry_valid(cache: Path) -> int:
 
 def test_warm_through_address_then_the_chapter_trains_nothing(cluster, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    summary, log = _finish(_warm(cluster["address"], cache, 'methods=["finetune"]'))
+    summary, log = _finish(_warm(cluster["address"], cache, 'methods=["finetune"]', token=cluster["token"]))
     assert summary["failed"] == {} and summary["still_missing"] == [] and summary["done"] == summary["submitted"] > 0
     assert f"{summary['submitted']}/{summary['submitted']} done" in log
     assert _every_entry_valid(cache) > 0
@@ -78,13 +87,14 @@ def test_warm_through_address_then_the_chapter_trains_nothing(cluster, tmp_path,
     assert results["models"] and all(m["cache_hit"] for m in results["models"])
     rows = [r for r in results["tables"]["ch3-runs"] if r["pick"] != "reference"]
     assert rows and all(r["cache_hit"] for r in rows)
-    again, log = _finish(_warm(cluster["address"], cache, 'methods=["finetune"]'))
+    again, log = _finish(_warm(cluster["address"], cache, 'methods=["finetune"]', token=cluster["token"]))
     assert again["submitted"] == 0 and "nothing to do" in log
 
 
 def test_a_killed_worker_is_retried_and_the_cache_stays_valid(cluster, tmp_path):
     cache = tmp_path / "cache"
-    proc = _warm(cluster["address"], cache, f'plugins=["{PLUGIN}"]', 'methods=["sleepy_finetune"]')
+    proc = _warm(cluster["address"], cache, f'plugins=["{PLUGIN}"]', 'methods=["sleepy_finetune"]',
+                 token=cluster["token"])
     deadline, victim = time.time() + 300, None
     while victim is None and time.time() < deadline and proc.poll() is None:
         if cluster["pidfile"].is_file() and cluster["pidfile"].read_text().strip():
@@ -123,7 +133,8 @@ def broken_method(model, split, cfg, ctx):
 def test_a_failing_unit_is_named_and_its_dependents_do_not_run(cluster, tmp_path):
     plugin = tmp_path / "broken_plugin.py"
     plugin.write_text(BROKEN)
-    proc = _warm(cluster["address"], tmp_path / "cache", f'plugins=["{plugin}"]', 'methods=["broken_method"]')
+    proc = _warm(cluster["address"], tmp_path / "cache", f'plugins=["{plugin}"]', 'methods=["broken_method"]',
+                 token=cluster["token"])
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-2000:]
     summary = json.loads(out.strip().splitlines()[-1])
@@ -132,3 +143,14 @@ def test_a_failing_unit_is_named_and_its_dependents_do_not_run(cluster, tmp_path
     assert any("this method always fails" in text for text in failed.values())
     assert "FAILED: broken_method" in out and summary["still_missing"]
     assert not [label for label in summary["still_missing"] if label.startswith("original")]
+
+
+def test_a_driver_with_the_wrong_token_is_refused_and_the_token_is_never_written(cluster, tmp_path):
+    cache = tmp_path / "cache"
+    proc = _warm(cluster["address"], cache, 'methods=["finetune"]', token=secrets.token_hex(16))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, "a driver with another token joined the cluster"
+    assert not list(cache.rglob("*.pt")), "a refused driver ran units"
+    assert "admits only drivers holding its token" in err, err[-2000:]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and cluster["token"] in p.read_text(errors="ignore")]
+    assert not written and cluster["token"] not in out + err

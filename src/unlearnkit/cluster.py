@@ -9,6 +9,12 @@ A task whose worker dies is retried by Ray (:data:`RETRIES`); the caches are wri
 rename, so a killed task leaves no entry and two tasks finishing the same entry leave one.
 
 Ray is imported here only, on first use: importing :mod:`unlearnkit` never loads it.
+
+Whoever reaches a Ray cluster's ports can run code on it, so a cluster should run with Ray's
+token authentication (``RAY_AUTH_MODE=token``, Ray ≥ 2.52): the driver then needs the same
+token, which Ray reads from the environment (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``);
+nothing here takes it as an argument or writes it anywhere. Joining a cluster without it prints
+a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -75,7 +82,16 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)  # "local": a new Ray, never one an address file names
     else:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        if os.environ.get("RAY_AUTH_MODE") != "token":
+            print(f"[warm] warning: joining {address} without token authentication (RAY_AUTH_MODE is not "
+                  "'token'): whoever reaches a Ray cluster's ports can run code on it (README, On a cluster)",
+                  file=sys.stderr, flush=True)
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, RuntimeError) as err:
+            raise ConnectionError(f"could not join the Ray cluster at {address!r} ({err}). A cluster started with "
+                                  "token authentication admits only drivers holding its token: set RAY_AUTH_MODE=token "
+                                  "and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) in this shell's environment") from None
     return ray
 
 
