@@ -79,6 +79,24 @@ def test_executed_units_are_what_compare_reads(ch3_work, cache):
     assert work.execute_all(work.without_cached(again), context) == []
 
 
+def test_a_process_builds_a_problem_once_for_its_run_units(ch3_work, cache, monkeypatch):
+    """Run units on one problem reuse the problem the first built (a Ray worker's memo); a
+    problem of another recipe pushes the oldest out after work.KEEP_PROBLEMS."""
+    chapter_work, context = ch3_work
+    units = work.plan(chapter_work)
+    work.execute_all([u for u in units if u.kind == "train"], context, report=lambda line: None)
+    built = []
+    real_build = work.Recipe.build
+    monkeypatch.setattr(work.Recipe, "build", lambda self, **kw: built.append(self.label) or real_build(self, **kw))
+    monkeypatch.setattr(work, "_BUILT", type(work._BUILT)())
+    runs = [u for u in units if u.kind == "run"]
+    problems = {u.job[1].label for u in runs}
+    done = work.execute_all(runs, context, report=lambda line: None)
+    assert sum(d["runs"] for d in done) == len(runs) > len(problems) >= 2
+    assert sorted(built) == sorted(problems), "each problem built once for all its run units"
+    assert len(work._BUILT) == min(len(problems), work.KEEP_PROBLEMS)
+
+
 def test_keys_only_refuses_to_measure_stand_ins(ch3_work):
     chapter_work, _ = ch3_work
     with keys_only():

@@ -24,12 +24,14 @@ import json
 import math
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from ..runtime import cache_root
 from ..train import keys_only
 from . import harness
 
@@ -367,15 +369,37 @@ def _execute(job: tuple, device) -> dict:
     raise ValueError(f"unknown unit kind {kind!r}; allowed: {KINDS}")
 
 
+KEEP_PROBLEMS = 2
+"""Problems a process (a Ray worker) keeps after a run or picks unit built them, for the next
+unit on the same problem: the tuning and the target problem of a picks unit."""
+_BUILT: OrderedDict[str, harness.Problem] = OrderedDict()
+
+
+def _problem_key(r: Recipe, device) -> str:
+    """What decides a built problem: the recipe (its function and arguments), the device and the
+    cache it reads its models from."""
+    return json.dumps({"function": r.function, "kwargs": r.kwargs, "device": str(device),
+                       "cache": str(cache_root())}, sort_keys=True, default=repr)
+
+
 def _trained(r: Recipe, device) -> harness.Problem:
     """The problem of ``r`` with every model read from the cache (a run unit's trainings are its
-    dependencies); raises naming the missing models instead of training them here."""
+    dependencies); raises naming the missing models instead of training them here. The last
+    :data:`KEEP_PROBLEMS` problems built in this process are kept and returned again (their
+    models are read-only: a run unlearns a copy of the original)."""
+    key = _problem_key(r, device)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
     entries: list[dict] = []
     with keys_only(record=entries):
         problem = r.build(device=device)
     missing = [_train_label(e["key"]) for e in entries if not e["hit"]]
     if missing:
         raise RuntimeError(f"{r.label}: models not trained yet: {missing}; their train units come first")
+    _BUILT[key] = problem
+    while len(_BUILT) > KEEP_PROBLEMS:
+        _BUILT.popitem(last=False)
     return problem
 
 
