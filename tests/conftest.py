@@ -12,6 +12,17 @@ from unlearnkit import runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_script(relative: str):
+    """A script of the repository (e.g. ``benchmarks/run.py``) imported as a module."""
+    import importlib.util
+
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class SmokeRuns(Mapping):
     """``{stem: RunResult}`` of the chapters at ``smoke``, each executed on first access, once.
 

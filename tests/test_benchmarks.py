@@ -1,23 +1,18 @@
 """The CPU benchmarks run at small sizes and write what the speed appendix reads."""
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from unlearnkit import runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/run.py")
 
 
 def test_training_throughput_is_a_fraction_of_the_measured_gemm_rate(one_thread):

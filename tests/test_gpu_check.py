@@ -1,17 +1,12 @@
 """The prepared GPU check runs end to end on the CPU (tiny sizes) and writes what the speed page reads."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpu_check.py")
 
 
 def test_the_gpu_check_runs_on_the_cpu_and_writes_its_json(tmp_path):
