@@ -185,8 +185,9 @@ def source_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-CODE_PATHS = ("src", "benchmarks")
-"""The folders whose content decides a measurement: the package and the benchmark scripts."""
+CODE_PATHS = ("src", "benchmarks/*.py")
+"""What decides a measurement (git pathspecs): the package and the benchmark scripts, not the
+figures they wrote (``benchmarks/*.json``)."""
 
 
 def same_code(commit: str | None) -> bool | None:
