@@ -129,11 +129,15 @@ def test_chapter_without_plan_cell_has_no_units(cache):
 
 
 WRITER = textwrap.dedent("""
-    import sys, time, torch
+    import pathlib, sys, time, torch
     from unlearnkit.train import cached_train
-    start = float(sys.argv[1])
+    folder, seed = pathlib.Path(sys.argv[1]), sys.argv[2]
+    (folder / f"ready{seed}").touch()  # imported: wait for the other writer, however slow its start
+    while len(list(folder.glob("ready*"))) < 2:
+        time.sleep(0.01)
+    start = time.time() + 1.0  # both have looked the key up (a miss) before either writes
     def fit(model):
-        torch.manual_seed(int(sys.argv[2]))
+        torch.manual_seed(int(seed))
         for p in model.parameters():
             p.data.normal_()
         torch.save(model.state_dict(), sys.argv[3])  # what this writer would store
@@ -147,9 +151,8 @@ WRITER = textwrap.dedent("""
 def test_two_processes_writing_one_key_leave_one_valid_entry(cache, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    start = time.time() + 4
     mine = [tmp_path / f"writer{seed}.pt" for seed in (1, 2)]
-    procs = [subprocess.Popen([sys.executable, str(script), str(start), str(seed), str(out)])
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(seed), str(out)])
              for seed, out in zip((1, 2), mine)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     entries = list((cache / "models").iterdir())
