@@ -144,3 +144,10 @@ def test_monitor_every_skips_monitoring_but_always_scores_the_last_batch():
     _, trace = _modes_during_run(False, monitor_every=2)
     assert [s == s for s in trace.forgetting_score] == [False, True, True]   # batches 1 and 2 (the last)
     assert trace.selected_batch in (None, 1, 2)
+
+
+def test_a_run_that_blows_up_raises_diverged_instead_of_a_monitor_error():
+    from unlearnkit.methods import Diverged
+
+    with pytest.raises(Diverged, match="DLFD diverged"):
+        dlfd_train(_model(), _split(), _cfg(lr=1e30), RunContext(torch.device("cpu"), seed=0))

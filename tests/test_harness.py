@@ -353,3 +353,40 @@ def test_picks_are_shown_as_settings_not_json():
                           "oracle pick": [float("nan")]})
     view = harness.picks_view(picks)
     assert view.loc[("p", "M"), "rule pick"] == "lr = 0.1" and pd.isna(view.loc[("p", "M"), "oracle pick"])
+
+
+def _poisoned(spec):
+    """``spec`` whose run finishes normally but leaves a NaN in the model's first weight."""
+    def run(model, split, cfg, ctx):
+        model = spec.run(model, split, cfg, ctx)
+        model = model[0] if isinstance(model, tuple) else model
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = math.nan
+        return model
+    return replace(spec, run=run)
+
+
+def test_a_diverged_run_is_recorded_as_not_measured_and_never_picked(cache, monkeypatch):
+    from unlearnkit.methods import METHODS, Diverged, unlearn
+
+    problem = smoke_problem(0)
+    monkeypatch.setitem(METHODS, "neggrad", _poisoned(METHODS["neggrad"]))
+    with pytest.raises(Diverged, match="neggrad .*diverged.*NaN or infinite"):
+        unlearn("neggrad", problem.original, problem.split, profile="smoke", device="cpu")
+    row = harness.run_method(problem, "neggrad", {"lr": 0.01}, profile="smoke", device="cpu")
+    assert harness.diverged(row) and "NaN or infinite" in row["diverged"]
+    assert all(math.isnan(row[name]) for name in harness.MEASURED) and math.isnan(row["seconds"])
+    again = harness.run_method(problem, "neggrad", {"lr": 0.01}, profile="smoke", device="cpu")
+    assert again["cache_hit"] and harness.diverged(again), "the divergence is cached, not rerun"
+    with pytest.raises(Diverged):
+        harness.load_unlearned(problem, row)
+    finished = harness.run_method(problem, "finetune", {"lr": 0.1}, profile="smoke", device="cpu")
+    assert not harness.diverged(finished) and finished["diverged"] == ""
+    assert harness.diverged_note(pd.DataFrame([finished])) == "No run diverged."
+    note = harness.diverged_note(pd.DataFrame([row, finished]))
+    assert note.startswith("1 run(s) diverged") and "NegGrad on " in note and "lr = 0.01" in note
+    grid = pd.DataFrame([{**row, "avg_gap": math.nan}, {**finished, "avg_gap": 0.3}])
+    grid = grid.assign(original_val_accuracy=0.0, forget_target=1.0)
+    for rule in harness.RULES:
+        assert harness.select(grid, rule) == 1, f"{rule} picked the diverged run"
+    assert harness.select(grid.iloc[:1], "forget_then_val") == 0  # nothing else: the pick is NaN

@@ -34,11 +34,11 @@ from .. import audit, dryrun
 from ..config import (SMOKE_WHY, Change, as_dict, change_rows, changes_for, check_choice, check_profile,
                       config_hash, with_changes)
 from ..data.splits import training_pool
-from ..methods import get_method
+from ..methods import Diverged, get_method
 from ..models import build_model
 from ..runtime import atomic_write_text, cache_root
 from ..train import TrainConfig
-from .harness import Problem, budget_settings, code_version, load_unlearned, main_rows, means
+from .harness import Problem, budget_settings, code_version, diverged, load_unlearned, main_rows, means
 from .tasks import ImageTask
 
 ULIRA_COLUMNS = ("ulira_auc", "ulira_tpr_at_1pct", "ulira_tpr_at_0_1pct")
@@ -234,7 +234,7 @@ def ulira_runs(rows: pd.DataFrame, *, profile: str, device, seeds: Sequence[int]
     rows: the head-to-head's runs (:func:`.harness.compare`; the rule picks' settings are
     read from them). Returns ``(scores, curve)``: scores has one row per method and seed with
     :data:`ULIRA_COLUMNS`, ``ulira_seconds`` (the method's summed wall time over the shadows)
-    and ``n_shadows``; curve has the same per shadow count of ``cfg.curve``
+    and ``n_shadows`` (a method whose run diverged on a shadow: NaN, with ``diverged`` saying why); curve has the same per shadow count of ``cfg.curve``
     (:func:`unlearnkit.audit.ulira_against_n`).
     """
     from tqdm import tqdm
@@ -255,9 +255,14 @@ def ulira_runs(rows: pd.DataFrame, *, profile: str, device, seeds: Sequence[int]
         phi_r = audit.retrained_phi(shadows, device=device)
         forgotten = shadows.plan.forgotten.numpy()
         for m in tqdm(methods, desc=f"U-LiRA seed {seed}", disable=not progress, leave=False):
-            phi_u, seconds = audit.unlearned_phi(shadows, m, device=device, seed=seed, profile=profile,
-                                                 settings=settings.get(m), key={"code": code_version()},
-                                                 cache_dir=cache_dir)
+            try:
+                phi_u, seconds = audit.unlearned_phi(shadows, m, device=device, seed=seed, profile=profile,
+                                                     settings=settings.get(m), key={"code": code_version()},
+                                                     cache_dir=cache_dir)
+            except Diverged as err:  # a shadow's run blew up: no attack, the row reads "not measured"
+                scores.append({"method": m, "seed": seed, **dict.fromkeys(ULIRA_COLUMNS, math.nan),
+                               "ulira_seconds": math.nan, "n_shadows": cfg.n_shadows, "diverged": str(err)})
+                continue
             result = audit.ulira_attack(phi_u, phi_r, forgotten)
             scores.append({"method": m, "seed": seed, "ulira_auc": result["auc"],
                            "ulira_tpr_at_1pct": result["tpr_at_1pct"], "ulira_tpr_at_0_1pct": result["tpr_at_0_1pct"],
@@ -299,6 +304,9 @@ def relearn_probe_rows(problems: Sequence[Problem], rows: pd.DataFrame, *, profi
     for _, row in tqdm(list(picked.iterrows()), desc="relearn / probe", disable=not progress, leave=False):
         problem = by_key.get((row["problem"], row["seed"]))
         if problem is None:
+            continue
+        if diverged(row):  # no model to relearn or probe
+            out.append({**{k: row[k] for k in KEYS}, **dict.fromkeys(("fa_before", "relearn_fa", "relearn_fa_k", "probe_fa"), math.nan)})
             continue
         key = {"problem": problem.key, "seed": problem.seed, "method": row["method"],
                "run": Path(row["run_path"]).stem if row.get("run_path") else row["method"],

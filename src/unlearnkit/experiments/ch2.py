@@ -44,7 +44,7 @@ from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
 from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
 from ..train import cached_train, penultimate_features, train_model
-from .harness import Problem, budget_settings, load_unlearned, main_rows, means, run_method
+from .harness import Problem, budget_settings, diverged, load_unlearned, main_rows, means, run_method
 from .options import merged_base
 from .tasks import TABLE_BASELINES, book_problem, face_task, test_accuracy
 from .work import Work, comparison
@@ -341,6 +341,9 @@ def collapse_rows(problem: Problem, rows: pd.DataFrame, cfg: Ch2Config, *, devic
     out = []
     for _, row in rows[(rows["problem"] == problem.name) & (rows["seed"] == problem.seed)
                        & rows["method"].isin(COLLAPSE_METHODS)].iterrows():
+        if diverged(row):  # no model: the row's collapse measures are missing (NaN)
+            out.append({"problem": problem.name, "seed": problem.seed, "method": row["method"]})
+            continue
         model = {"original": problem.original, "retrain": problem.retrained}.get(row["method"])
         model = load_unlearned(problem, row) if model is None else model
         out.append({"problem": problem.name, "seed": problem.seed, "method": row["method"],

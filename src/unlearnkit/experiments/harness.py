@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import as_dict, check_choice, check_range, config_hash
 from ..data.core import Split
-from ..methods import get_method, unlearn
+from ..methods import Diverged, get_method, unlearn
 from ..metrics import accuracy, at_most, avg_gap, evaluate_split, t_interval
 from ..runtime import atomic_torch_save, atomic_write_text, cache_root, writable_folder
 from ..train import keys_only_active, load_entry
@@ -229,11 +229,15 @@ def select(rows: pd.DataFrame, rule: str) -> int:
     runs within the margin, the least excess FA − target; when no run is within the margin, the
     highest validation accuracy. A run that forgets only by being ruined never wins.
     ``oracle``: the least Avg. Gap to the retrained model (the field's common practice, reported
-    beside it and labelled). Rows need the columns of :func:`with_original`.
+    beside it and labelled). Rows need the columns of :func:`with_original`. A diverged run
+    (NaN metrics) is never admissible; when every run diverged, the first is returned.
     """
     check_choice("selection rule", rule, RULES)
     if rows.empty:
         raise ValueError("select() got no runs to choose from")
+    read = ["avg_gap"] if rule == "oracle" else ["FA", "val_accuracy"]
+    if rows[read].isna().all(axis=None):
+        return int(rows.index[0])  # every run diverged: the pick is one of them, measured as NaN
     if rule == "oracle":
         return int(rows["avg_gap"].idxmin())
     excess = rows["FA"] - rows["forget_target"]
@@ -295,6 +299,10 @@ def heldout_set(split: Split):
     return unseen
 
 
+MEASURED = ("RA", "FA", "TA", "mia_loss_logreg", "mia_efficacy_svc", "mia_entropy_logreg", "forgetting_score",
+            "nomus", "val_accuracy", "heldout_accuracy")  # what :func:`measure` returns (and FTA, where defined)
+
+
 def measure(model: nn.Module, problem: Problem, *, seed: int, device, retain_eval: int | None) -> dict:
     """Every metric of :func:`evaluate_split` plus ``val_accuracy`` (the validation set, capped
     at ``retain_eval`` samples) and ``heldout_accuracy`` (:func:`heldout_set`, capped alike):
@@ -351,7 +359,9 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     the unlearned state dict and the row; it is written atomically, keyed by :func:`run_key`.
     Returns the row: problem, task, scenario, seed, method, label, reads_retain, settings
     (JSON), budget_fraction, every metric of :func:`measure`, seconds (the method's wall time,
-    from the run that produced the entry), retrain_seconds, cache_hit, run_path.
+    from the run that produced the entry), retrain_seconds, cache_hit, run_path, diverged.
+    A run that raises :class:`~unlearnkit.methods.Diverged` is cached as such: no model, every
+    metric NaN, ``diverged`` the reason (empty for a run that finished).
     """
     seed = problem.seed if seed is None else seed
     spec = get_method(method)
@@ -362,11 +372,16 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
     if entry is None:
         _refuse_stand_ins(f"run {method} on {problem.name}")
         writable_folder(path.parent, "run cache folder", " (cache_dir=, $UNLEARNKIT_CACHE)")
-        result = unlearn(method, problem.original, problem.split, profile=profile, device=str(device),
-                         seed=seed, progress=progress, **overrides)
-        metrics = measure(result.model, problem, seed=seed, device=device, retain_eval=retain_eval)
-        entry = {"state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-                 "meta": {"key": key, "seconds": result.seconds, "metrics": metrics, "timed_by": timed_by()}}
+        try:
+            result = unlearn(method, problem.original, problem.split, profile=profile, device=str(device),
+                             seed=seed, progress=progress, **overrides)
+        except Diverged as err:
+            entry = {"state_dict": None, "meta": {"key": key, "seconds": math.nan, "diverged": str(err),
+                                                  "metrics": dict.fromkeys(MEASURED, math.nan), "timed_by": timed_by()}}
+        else:
+            metrics = measure(result.model, problem, seed=seed, device=device, retain_eval=retain_eval)
+            entry = {"state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+                     "meta": {"key": key, "seconds": result.seconds, "metrics": metrics, "timed_by": timed_by()}}
         atomic_torch_save(entry, path)
         atomic_write_text(path.with_suffix(".json"), json.dumps(entry["meta"], indent=2, default=str))
         hit = False
@@ -377,7 +392,7 @@ def run_method(problem: Problem, method: str, settings: Mapping | None = None, *
                 settings=json.dumps(dict(settings or {}), sort_keys=True),
                 budget_fraction=budget_fraction(method, overrides, problem.retrain_epochs)
                 if spec.passes else math.nan, method_seed=seed, cache_hit=hit, run_path=str(path),
-                timed_here=meta.get("timed_by") == timed_by())
+                timed_here=meta.get("timed_by") == timed_by(), diverged=meta.get("diverged", ""))
 
 
 def timed_by() -> str:
@@ -386,8 +401,16 @@ def timed_by() -> str:
     return f"{platform.node()}:{os.getpid()}"
 
 
+def diverged(row: Mapping) -> bool:
+    """Whether a run row is of a run that diverged (:func:`run_method`), so it has no model."""
+    return isinstance(row.get("diverged"), str) and bool(row["diverged"])
+
+
 def load_unlearned(problem: Problem, row: Mapping) -> nn.Module:
-    """The unlearned model of a run row (from its cache entry), in eval mode."""
+    """The unlearned model of a run row (from its cache entry), in eval mode; a row of a
+    diverged run has none (:func:`diverged`) and raises :class:`~unlearnkit.methods.Diverged`."""
+    if diverged(row):
+        raise Diverged(row["diverged"])
     entry = torch.load(row["run_path"], map_location="cpu", weights_only=True)
     model = copy.deepcopy(problem.original).cpu()
     model.load_state_dict(entry["state_dict"])
@@ -548,6 +571,17 @@ def settings_text(settings: str | Mapping) -> str:
     ``defaults`` when the pick changed nothing."""
     settings = json.loads(settings) if isinstance(settings, str) else dict(settings)
     return ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in settings.items()) or "defaults"
+
+
+def diverged_note(rows: pd.DataFrame) -> str:
+    """A sentence naming the runs of ``rows`` that diverged (:func:`diverged`), or saying none did."""
+    bad = [r for _, r in rows.iterrows() if diverged(r)]
+    if not bad:
+        return "No run diverged."
+    named = "; ".join(f"{r['label']} on {r['problem']}, seed {r['seed']} ({settings_text(r['settings'])})"
+                      for r in bad)
+    return (f"{len(bad)} run(s) diverged (NaN or infinite weights or losses) and count as not measured, "
+            f"which drops that seed from every mean and interval it feeds: {named}.")
 
 
 def picks_view(picks: pd.DataFrame) -> pd.DataFrame:

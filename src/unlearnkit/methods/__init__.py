@@ -14,7 +14,7 @@ decorator registers it.
 import importlib
 import pkgutil
 
-from .base import (METHODS, MethodConfig, MethodSpec, RunContext, SGDConfig, UnlearnResult,
+from .base import (METHODS, Diverged, MethodConfig, MethodSpec, RunContext, SGDConfig, UnlearnResult,
                    available_methods, get_method, has_retain, method_defaults, methods_table, param,
                    register, unlearn)
 
@@ -25,6 +25,6 @@ _OTHERS = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in
 for _module in (*_BASELINES, *_OTHERS):
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["METHODS", "MethodConfig", "MethodSpec", "RunContext", "SGDConfig", "UnlearnResult",
+__all__ = ["METHODS", "Diverged", "MethodConfig", "MethodSpec", "RunContext", "SGDConfig", "UnlearnResult",
            "available_methods", "get_method", "has_retain", "method_defaults", "methods_table",
            "param", "register", "unlearn"]

@@ -203,6 +203,19 @@ class UnlearnResult:
     info: dict = field(default_factory=dict)
 
 
+class Diverged(FloatingPointError):
+    """A method's run blew up: its weights, or the losses it reads while running, became NaN
+    or infinite, so there is no model to measure. The harness records such a run as diverged
+    (every metric NaN, the verdicts it feeds "not measured") instead of failing the chapter."""
+
+
+def check_finite_weights(model: nn.Module, what: str) -> None:
+    """Raise :class:`Diverged` naming ``what`` and the first parameter that is NaN or infinite."""
+    for name, tensor in model.named_parameters():
+        if not torch.isfinite(tensor).all():
+            raise Diverged(f"{what}: parameter {name!r} holds NaN or infinite values")
+
+
 METHODS: dict[str, MethodSpec] = {}
 
 
@@ -301,7 +314,8 @@ def unlearn(name: str, model: nn.Module, split: Split, *, profile: str = "cpu",
     override them by name. fit: Retrain only, see :mod:`unlearnkit.methods.retrain`.
     Returns :class:`UnlearnResult` with the unlearned model (on ``device``, in eval mode),
     the wall time of the method itself (copying and validation excluded, measured by
-    :class:`unlearnkit.metrics.Timer`) and its config.
+    :class:`unlearnkit.metrics.Timer`) and its config. Raises :class:`Diverged` when the
+    unlearned weights are not finite.
     """
     spec = get_method(name)
     if not isinstance(model, nn.Module):
@@ -320,6 +334,7 @@ def unlearn(name: str, model: nn.Module, split: Split, *, profile: str = "cpu",
     with _seeded_torch(seed, dev), Timer(dev) as timer:
         out = spec.run(work, split, cfg, ctx)
     unlearned, info = out if isinstance(out, tuple) else (out, {})
+    check_finite_weights(unlearned, f"{name} (seed {seed}) diverged")
     seconds = float(info.get("train_seconds", timer.seconds))
     return UnlearnResult(unlearned.eval(), seconds, cfg, name, {**info, "call_seconds": timer.seconds})
 

@@ -72,8 +72,8 @@ from ..data.core import Split, TensorSet
 from .. import dryrun
 from ..metrics import accuracy, forgetting_score, mia_loss_logreg, per_sample_loss
 from ..transport import ot_distance
-from .base import (LR_WHY, MethodConfig, RunContext, endless_batches, epoch_batches, param, pass_batches, passes,
-                   register, sgd, step)
+from .base import (LR_WHY, Diverged, MethodConfig, RunContext, check_finite_weights, endless_batches, epoch_batches,
+                   param, pass_batches, passes, register, sgd, step)
 
 OT_SPACES = ("logits", "features")
 
@@ -231,10 +231,15 @@ class ForgettingMonitor:
         self.val_sample = _sample(split.val, samples, gen)
 
     def __call__(self, model: nn.Module) -> tuple[float, float]:
-        """``(val accuracy, FS)``; leaves the model in eval mode (as the released monitor)."""
+        """``(val accuracy, FS)``; leaves the model in eval mode (as the released monitor). Raises
+        :class:`~unlearnkit.methods.base.Diverged` when the model's losses are not finite."""
         model.eval()
-        mia = mia_loss_logreg(per_sample_loss(model, self.forget, device=self.device),
-                              per_sample_loss(model, self.val_sample, device=self.device), balanced=self.balanced)
+        members = per_sample_loss(model, self.forget, device=self.device)
+        nonmembers = per_sample_loss(model, self.val_sample, device=self.device)
+        if not (torch.isfinite(members).all() and torch.isfinite(nonmembers).all()):
+            check_finite_weights(model, "DLFD diverged")
+            raise Diverged("DLFD diverged: the monitor's forget or validation losses are NaN or infinite")
+        mia = mia_loss_logreg(members, nonmembers, balanced=self.balanced)
         return accuracy(model, self.val, device=self.device), forgetting_score(mia)
 
 
