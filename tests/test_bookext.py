@@ -255,3 +255,14 @@ def test_without_results_the_boxes_say_so_and_list_nothing(tmp_path):
             assert "data-verdict" not in text.split("Scorecard")[0], "no invented rows"
         assert 'class="finding"' not in (html / "chapters" / "01_alpha.html").read_text()
         assert "book-findings" not in (html / "index.html").read_text()
+
+
+def test_docstring_fields_become_one_paragraph_each_and_prose_is_kept():
+    from unlearnkit.bookext import docstring_fields
+
+    lines = ["A split.", "", "retain / forget: the training set", "                 cut in two.",
+             "test:   held-out data", "        of the task.", "Returns the split.", "    Code::", ""]
+    assert docstring_fields(lines) == ["A split.", "", "retain / forget: the training set cut in two.", "",
+                                       "test:   held-out data of the task.", "Returns the split.", "    Code::", ""]
+    prose = ["Feature: the true-label probability ``softmax(f(x))_y``. Attack: ``SVC(C=3,", 'gamma="auto")``.']
+    assert docstring_fields(prose) == prose  # an entry's unindented next line continues its paragraph

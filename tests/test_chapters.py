@@ -169,3 +169,12 @@ def test_the_experiment_is_shown(stem):
                  if any(f"{module}." in c.source for module in ("ch1", "ch2", "ch3", "ch4", "harness", "tasks"))]
     assert len(composing) >= 2, f"{stem} shows {len(composing)} experiment cells"
     assert not [c for c in visible if "rec." in c.source], "bookkeeping belongs in a remove-cell cell"
+
+
+def test_api_appendix_documents_the_functions_the_chapters_call(smoke_book):
+    page = (smoke_book / "appendix" / "api.html").read_text()
+    for name in ("unlearnkit.experiments.harness.compare", "unlearnkit.experiments.tasks.make_problem",
+                 "unlearnkit.methods.base.unlearn", "unlearnkit.methods.base.register", "unlearnkit.record.paired_tests",
+                 "unlearnkit.metrics.evaluate_split", "unlearnkit.transport.ot_distance"):
+        assert f'id="{name}"' in page, f"{name} has no entry in the API appendix"
+    assert "Feature: the true-label probability" in page  # docstrings rendered, not only signatures

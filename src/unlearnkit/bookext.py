@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -437,6 +438,32 @@ class BookFindings(SphinxDirective):
                                    uri_of=lambda stem: builder.get_relative_uri(docname, f"chapters/{stem}"))
 
 
+FIELD_START = re.compile(r"^[A-Za-z_][\w.]*(?:\s*[/,]\s*[A-Za-z_][\w.]*)*:\s")
+"""A docstring line that opens a ``name: description`` entry (``x:``, ``retain / forget:``)."""
+
+
+def docstring_fields(lines: list[str]) -> list[str]:
+    """The package's docstrings list arguments and fields as aligned ``name: description``
+    entries whose wrapped lines are indented under the description; reStructuredText reads
+    those as broken definition lists. Each entry becomes one paragraph (its wrapped lines
+    joined), so the API pages render them as written, warning-free. Other lines are kept."""
+    out: list[str] = []
+    entry = False
+    for line in lines:
+        if entry and line.startswith(" ") and line.strip():
+            out[-1] += " " + line.strip()
+            continue
+        entry = bool(FIELD_START.match(line))
+        if entry and out and out[-1].strip():
+            out.append("")
+        out.append(line)
+    return out
+
+
+def _docstring_fields(app, what, name, obj, options, lines: list[str]) -> None:
+    lines[:] = docstring_fields(lines)
+
+
 def setup(app) -> dict:
     app.add_config_value(RESULTS_CONFIG, "", "env", types=[str])
     app.add_directive("methods-appendix", MethodsAppendix)
@@ -446,4 +473,5 @@ def setup(app) -> dict:
     app.connect("config-inited", _add_page_css, priority=900)
     app.connect("html-page-context", _clean_page, priority=900)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("autodoc-process-docstring", _docstring_fields, priority=600)  # after napoleon
     return {"parallel_read_safe": True, "parallel_write_safe": True}
