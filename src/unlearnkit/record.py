@@ -391,7 +391,7 @@ class Recorder:
         return value
 
     def figure(self, name: str, fig) -> None:
-        """Glue a matplotlib figure under ``name`` (shown where ``{glue:figure}`` asks). A figure
+        """Glue a matplotlib figure under ``name`` (shown where a ``glue:figure`` directive asks). A figure
         that would not read in the book's column (:func:`unlearnkit.figures.legibility_problems`:
         too wide, more than two panels side by side, text too small) is refused."""
         from .figures import legibility_problems
