@@ -71,7 +71,7 @@ def test_overrides_fix_a_tuned_knob_and_start_the_lr_grid():
 
 
 def test_seeds_and_scenario_knobs():
-    assert tasks.protocol("cpu", n_seeds=5).seeds == 5 and tasks.protocol("cpu").seeds == 4
+    assert tasks.protocol("cpu", n_seeds=5).seeds == 5 and tasks.protocol("cpu").seeds == 3
     assert options.check_scenario_knobs(forget_class="cat", pool_size=None) == {"forget_class": "cat"}
     with pytest.raises(TypeError, match="n_seeds must be an int"):
         options.check_n_seeds(True)

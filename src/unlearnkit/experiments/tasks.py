@@ -184,11 +184,6 @@ pick on every seed."""
 PROTOCOL_CHANGES = {
     "paper": {},
     "cpu": {
-        "seeds": Change(4, "the paired comparisons need them: at 3 seeds MU-Mis against its closest rival on "
-                           "full-class forgetting was -6.1 points [-14.3, 2.1] (inconclusive, about 4 seeds needed); "
-                           "the cold cpu book took 56 of its 90 minutes at 3 seeds and each seed adds about 13. "
-                           "Not bought: the selective front end against a random half (about 6 seeds) and DLFD "
-                           "against its baselines (0.002 NoMUS [-0.026, 0.030], about 177)"),
         "retain_eval": Change(2000, "RA and validation accuracy on a seeded 2,000 samples of about 18,000: "
                                     "a run's evaluation time grows with the samples scored, and the "
                                     "standard error of a 75-90 % accuracy on 2,000 is 0.7-1.0 points"),
