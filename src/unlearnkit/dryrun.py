@@ -44,7 +44,8 @@ class DryRun:
     """The sizes of a dry run.
 
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
-    fewer keeps all. subjects: face subjects kept (the lowest ids); per_subject: face images
+    fewer keeps all. test_per_class: the same for an image dataset's test part (every run scores
+    its test set: whole ResNet-18 parts were most of chapter 4's dry run). subjects: face subjects kept (the lowest ids); per_subject: face images
     kept a subject. train_steps: optimizer steps of a training. max_batches: batches of one
     unlearning pass. batch_cap: samples a training or unlearning batch keeps (evaluation sees
     every sample). cache / data: the temporary cache
@@ -52,6 +53,7 @@ class DryRun:
     """
 
     per_class: int = 12
+    test_per_class: int = 4
     subjects: int = 24
     per_subject: int = 3
     train_steps: int = 2
@@ -62,7 +64,7 @@ class DryRun:
     standins: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
-        for name in ("per_class", "subjects", "per_subject", "train_steps", "max_batches", "batch_cap"):
+        for name in ("per_class", "test_per_class", "subjects", "per_subject", "train_steps", "max_batches", "batch_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"DryRun.{name} must be an int >= 1; got {value!r}")
@@ -101,7 +103,8 @@ def describe(run: DryRun) -> str:
     """One paragraph for the page: what the dry run cut and which stand-ins it wrote."""
     standins = ", ".join(run.standins) or "none"
     return (f"**Dry run.** This page ran the profile's code path with every dataset cut to "
-            f"{run.per_class} samples a class ({run.subjects} face subjects of {run.per_subject} images), every training to "
+            f"{run.per_class} samples a class ({run.test_per_class} in a test set; {run.subjects} face subjects of "
+            f"{run.per_subject} images), every training to "
             f"{run.train_steps} steps, every unlearning run to {run.max_batches} batch, one seed and a one-point "
             f"tuning grid. Its numbers prove that the code runs, nothing else; every verdict reads "
             f"\"dry run\". Stand-ins written in the datasets' own formats: {standins}.")
@@ -126,7 +129,8 @@ def _per_label(labels: torch.Tensor, keep: int) -> torch.Tensor:
 
 def shrink(data: Any) -> Any:
     """``data`` (ImageData, FaceData, TextData, MufacData) cut to the dry run's sizes; unchanged
-    in a real run. Images keep :attr:`DryRun.per_class` a class per part, faces the first
+    in a real run. Images keep :attr:`DryRun.per_class` a class per part (the test part
+    :attr:`DryRun.test_per_class`), faces the first
     :attr:`DryRun.subjects` subjects with :attr:`DryRun.per_subject` images each (one a
     sequence, so they differ in expression), texts ``per_class`` a class."""
     if _ACTIVE is None:
@@ -142,7 +146,8 @@ def shrink(data: Any) -> Any:
         index = first[_per_label(data.images.group[first], _ACTIVE.per_subject)]
         return replace(data, images=data.images.subset(index), sequence=data.sequence[index])
     parts = {name: getattr(data, name) for name in ("train", "val", "test") if hasattr(data, name)}
-    return replace(data, **{name: part.subset(_per_label(part.y, _ACTIVE.per_class))
+    keep = {"train": _ACTIVE.per_class, "val": _ACTIVE.per_class, "test": _ACTIVE.test_per_class}
+    return replace(data, **{name: part.subset(_per_label(part.y, keep[name]))
                             for name, part in parts.items() if part is not None})
 
 
@@ -160,6 +165,12 @@ def steps(count: int) -> int:
 def cap_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch: whole in a real run, its first :attr:`DryRun.batch_cap` rows in a dry run."""
     return (x, y) if _ACTIVE is None else (x[:_ACTIVE.batch_cap], y[:_ACTIVE.batch_cap])
+
+
+def cap_count(count: int) -> int:
+    """Samples a method generates for one batch (UNSIR's noise a class): all of them in a real
+    run, at most :attr:`DryRun.batch_cap` in a dry run."""
+    return count if _ACTIVE is None else min(count, _ACTIVE.batch_cap)
 
 
 def unlearning_batches(count: int) -> int:

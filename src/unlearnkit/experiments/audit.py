@@ -63,7 +63,8 @@ class AuditSizes:
     ``original``, the untouched model, is always attacked, at no training cost). relearn_*: the relearning
     budget (SGD steps, learning rate, batch size) and the forget samples shown (k).
     probe_max_train: cap on the probe's training set. max_eval: cap on the forget samples
-    the relearning and the probe are scored on (seeded; None = all).
+    the relearning and the probe are scored on (seeded; None = all). relearn_methods: the
+    methods relearnt and probed besides Original and Retrain (None: every compared method).
     """
 
     task: ImageTask
@@ -79,13 +80,14 @@ class AuditSizes:
     relearn_k: int
     probe_max_train: int | None
     max_eval: int | None = None
+    relearn_methods: tuple[str, ...] | None = None
 
     def __post_init__(self):
         audit.check_n_shadows(self.n_shadows)
         for n in self.curve:
             audit._check_int("curve point", n, 2, self.n_shadows, " (the shadows trained)")
         audit.check_relearn(self.relearn_steps, self.relearn_lr, self.relearn_batch, self.relearn_k)
-        for name in (*(self.ulira_methods or ()), *self.ulira_skip):
+        for name in (*(self.ulira_methods or ()), *self.ulira_skip, *(self.relearn_methods or ())):
             if name != "original":
                 get_method(name)
 
@@ -148,8 +150,10 @@ SIZES_CHANGES = {
 SIZES = {profile: with_changes(SIZES_PAPER, block) for profile, block in SIZES_CHANGES.items()}
 """The audit's sizes per profile (see :class:`AuditSizes`)."""
 
-DRY_RUN = changes_for("dry run: a few shadows and steps", n_shadows=2, n_targets=8, curve=(2,), ulira_seeds=1,
-                      ulira_methods=("finetune",), relearn_steps=2, relearn_k=1, max_eval=8, probe_max_train=16)
+DRY_RUN = changes_for("dry run: a few shadows and steps; one method relearnt and probed (the same code for every "
+                      "model: relearning ResNet-18 copies was half of chapter 4's 445-s dry run)", n_shadows=2,
+                      n_targets=8, curve=(2,), ulira_seeds=1, ulira_methods=("finetune",), relearn_steps=2,
+                      relearn_k=1, max_eval=8, probe_max_train=16, relearn_methods=("finetune",))
 """The audit's lines in a dry run (:mod:`unlearnkit.dryrun`), on top of the profile's."""
 
 
@@ -292,7 +296,8 @@ def relearn_probe_rows(problems: Sequence[Problem], rows: pd.DataFrame, *, profi
 
     rows: the head-to-head's runs (the picked rows are taken with :func:`.harness.main_rows`).
     Returns one row per problem, seed and method: :data:`KEYS`, ``fa_before`` (forget accuracy
-    on the samples the relearning is measured on), ``relearn_fa``, ``relearn_fa_k``, ``probe_fa``.
+    on the samples the relearning is measured on), ``relearn_fa``, ``relearn_fa_k``, ``probe_fa``
+    (NaN for a diverged run and for a method outside ``cfg.relearn_methods``).
     Each result is cached (keyed by the problem, the run, the sizes and the audit code).
     """
     from tqdm import tqdm
@@ -305,7 +310,9 @@ def relearn_probe_rows(problems: Sequence[Problem], rows: pd.DataFrame, *, profi
         problem = by_key.get((row["problem"], row["seed"]))
         if problem is None:
             continue
-        if diverged(row):  # no model to relearn or probe
+        skipped = cfg.relearn_methods is not None and row["method"] not in ("original", "retrain",
+                                                                           *cfg.relearn_methods)
+        if diverged(row) or skipped:  # no model to relearn or probe, or not one this audit tests
             out.append({**{k: row[k] for k in KEYS}, **dict.fromkeys(("fa_before", "relearn_fa", "relearn_fa_k", "probe_fa"), math.nan)})
             continue
         key = {"problem": problem.key, "seed": problem.seed, "method": row["method"],

@@ -204,6 +204,8 @@ def protocol_changes(profile: str) -> list[dict]:
 
 
 DRY_RUN = {"seeds": Change(1, "dry run: one seed"),
+           "retain_eval": Change(24, "dry run: RA, validation accuracy and the attacks' retain side on 24 samples "
+                                     "(scoring whole ResNet-18 parts was a quarter of chapter 4's dry run)"),
            "grid": Change(Grid(lr_factors=(1.0,), knobs={}), "dry run: a one-point grid (the selection still runs)")}
 """The protocol's lines in a dry run (:mod:`unlearnkit.dryrun`)."""
 

@@ -86,9 +86,9 @@ def _train(model: nn.Module, data: TensorSet, epochs: float, lr: float, cfg: Uns
 def unsir(model: nn.Module, split: Split, cfg: UnsirConfig, ctx: RunContext) -> nn.Module:
     """Noise per forget class → impair (noise + retain subset) → repair (retain subset)."""
     gen = ctx.generator()
-    image_shape = tuple(split.forget.x.shape[1:])
-    noise = [TensorSet(error_maximising_noise(model, int(c), (cfg.noise_per_class, *image_shape), cfg, gen,
-                                              ctx.device), torch.full((cfg.noise_per_class,), int(c)))
+    image_shape, count = tuple(split.forget.x.shape[1:]), dryrun.cap_count(cfg.noise_per_class)
+    noise = [TensorSet(error_maximising_noise(model, int(c), (count, *image_shape), cfg, gen, ctx.device),
+                       torch.full((count,), int(c)))
              for c in split.forget.y.unique()]
     keep = torch.randperm(len(split.retain), generator=gen)[:max(1, round(cfg.retain_fraction * len(split.retain)))]
     retain = split.retain.subset(keep)
