@@ -473,5 +473,6 @@ def setup(app) -> dict:
     app.connect("config-inited", _add_page_css, priority=900)
     app.connect("html-page-context", _clean_page, priority=900)
     app.connect("build-finished", _copy_mathjax)
+    app.setup_extension("sphinx.ext.autodoc")  # the API appendix; its event below needs it loaded
     app.connect("autodoc-process-docstring", _docstring_fields, priority=600)  # after napoleon
     return {"parallel_read_safe": True, "parallel_write_safe": True}
