@@ -238,8 +238,8 @@ def ulira_runs(rows: pd.DataFrame, *, profile: str, device, seeds: Sequence[int]
     rows: the head-to-head's runs (:func:`.harness.compare`; the rule picks' settings are
     read from them). Returns ``(scores, curve)``: scores has one row per method and seed with
     :data:`ULIRA_COLUMNS`, ``ulira_seconds`` (the method's summed wall time over the shadows)
-    and ``n_shadows`` (a method whose run diverged on a shadow: NaN, with ``diverged`` saying why); curve has the same per shadow count of ``cfg.curve``
-    (:func:`unlearnkit.audit.ulira_against_n`).
+    and ``n_shadows`` (a method whose run diverged on a shadow: NaN, with ``diverged`` saying
+    why); curve has the same per shadow count of ``cfg.curve`` (:func:`unlearnkit.audit.ulira_against_n`).
     """
     from tqdm import tqdm
 
