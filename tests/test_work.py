@@ -218,3 +218,21 @@ def test_after_the_chapter_ran_its_plan_is_all_cached(smoke_runs, stem, monkeypa
     units = work.plan(chapter_work)
     assert units and {u.kind for u in units} == ({"train"} if stem == "00_setup" else set(work.KINDS))
     assert [u.label for u in units if not u.cached] == []
+
+
+PINNED_KEYS = json.loads((ROOT / "tests" / "helpers" / "model_keys.json").read_text())
+"""The model cache keys of the chapters' plans, recorded from the code before the chapters' plans
+came from :func:`unlearnkit.chapter.work` (the exec of the chapters' first cells): a warm cache
+stays warm across that redesign and any later one."""
+
+
+@pytest.mark.parametrize("plan", sorted(PINNED_KEYS))
+def test_model_cache_keys_are_pinned(plan, cache):
+    stem, profile = plan.split("@")
+    if profile != "smoke":
+        from unlearnkit.runtime import data_root
+
+        if not (data_root() / "cifar10-jpeg").is_dir() or not (data_root() / "CK+48").is_dir():
+            pytest.skip("the offline CIFAR-10 and CK+ copies are absent")
+    chapter_work, _ = runner.chapter_work(stem, profile=profile, root=ROOT)
+    assert sorted(u.key for u in work.plan(chapter_work) if u.kind == "train") == PINNED_KEYS[plan]

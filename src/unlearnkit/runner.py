@@ -332,56 +332,26 @@ def prepare_chapter(name: str, profile: str, overrides: dict[str, Any] | None, r
     return root, path, nb, defaults, overrides
 
 
-PLAN_TAG = "plan"
-"""The tag of the chapter cell that builds its plan (:class:`~unlearnkit.experiments.work.Work`
-named ``work``); the cells before it set the chapter up and train nothing."""
-
-
 def chapter_work(name: str, *, profile: str, overrides: dict[str, Any] | None = None, root: Path | None = None):
-    """``(work, context)``: the chapter's :class:`~unlearnkit.experiments.work.Work`, made by its
-    own code cells up to the one tagged :data:`PLAN_TAG` (run in this process, in chapters/, with
-    the chapter's parameters; their output is dropped), and the
-    :class:`~unlearnkit.experiments.work.Context` a worker needs to act like the chapter's kernel.
-    A chapter without that cell has an empty plan."""
-    import contextlib
-    import io
-
-    from .experiments.work import Context, Work
+    """``(work, context)``: the chapter's :class:`~unlearnkit.experiments.work.Work` at its
+    parameters (:func:`unlearnkit.chapter.work` of :func:`unlearnkit.chapter.settings`, the
+    objects the chapter's own first cells build), and the
+    :class:`~unlearnkit.experiments.work.Context` a worker needs to act like the chapter's kernel."""
+    from . import chapter
+    from .experiments.work import Context
     from .runtime import cache_root, data_root
 
-    root, path, nb, defaults, overrides = prepare_chapter(name, profile, overrides, root)
+    root, path, _, _, overrides = prepare_chapter(name, profile, overrides, root)
     if overrides.get("data_root"):  # the recipes travel to workers that run elsewhere: absolute
         overrides["data_root"] = str((path.parent / Path(overrides["data_root"]).expanduser()).resolve())
-    cells = [c for c in nb.cells if c.cell_type == "code"]
-    tagged = [i for i, c in enumerate(cells) if PLAN_TAG in c.get("metadata", {}).get("tags", [])]
-    values = {**defaults, **overrides, "profile": profile, "results_path": ""}
     with _kernel_environment(root):
-        context = Context(env={"UNLEARNKIT_DATA": str(data_root(values.get("data_root") or None)),
-                               "UNLEARNKIT_CACHE": str(cache_root()), "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]},
-                          plugins=tuple(values.get("plugins", ())), deterministic=bool(values.get("deterministic")),
-                          device=str(values.get("device", "auto")))
-        if not tagged:
-            return Work(path.stem), context
-        namespace: dict[str, Any] = {"__name__": f"chapter_{path.stem}"}
-        saved_cwd, saved_backend = Path.cwd(), os.environ.get("MPLBACKEND")
-        os.environ["MPLBACKEND"] = "Agg"
-        try:
-            os.chdir(path.parent)
-            with contextlib.redirect_stdout(io.StringIO()):
-                for i, cell in enumerate(cells[:tagged[0] + 1]):
-                    exec(compile(cell.source, f"{path.stem} code cell {i + 1}", "exec"), namespace)
-                    if "parameters" in cell.get("metadata", {}).get("tags", []):
-                        namespace.update(values)
-        finally:
-            os.chdir(saved_cwd)
-            if saved_backend is None:
-                os.environ.pop("MPLBACKEND", None)
-            else:
-                os.environ["MPLBACKEND"] = saved_backend
-    work = namespace.get("work")
-    if not isinstance(work, Work):
-        raise TypeError(f"the cell tagged {PLAN_TAG!r} of {path.stem} must define `work`, a Work; got {type(work)}")
-    return work, context
+        settings = chapter.settings(path.stem, book=root, profile=profile, **overrides)
+        context = Context(env={"UNLEARNKIT_DATA": str(data_root(settings.root)), "UNLEARNKIT_CACHE": str(cache_root()),
+                               "OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]},
+                          plugins=tuple(settings.values.get("plugins", ())),
+                          deterministic=bool(settings.values.get("deterministic")),
+                          device=str(settings.values.get("device", "auto")))
+        return chapter.work(settings), context
 
 
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]

@@ -15,7 +15,7 @@ Profile settings live in :func:`profile_config` (frozen :class:`Ch2Config`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping
 
 import copy
 import dataclasses
@@ -45,7 +45,7 @@ from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
 from ..train import cached_train, penultimate_features, train_model
 from .harness import Problem, budget_settings, diverged, load_unlearned, main_rows, means, run_method
-from .options import merged_base
+from .options import chapter_methods, merged_base
 from .tasks import TABLE_BASELINES, book_problem, face_task, test_accuracy
 from .work import Work, comparison
 
@@ -264,18 +264,26 @@ def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool
     return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
 
 
-def work(cfg: Ch2Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
-         root=None) -> Work:
+def chapter_config(values: Mapping, root=None) -> Ch2Config:
+    """The chapter's config from its parameter values (:func:`unlearnkit.chapter.settings`):
+    both DLFD variants and the methods asked for (none: DLFD's baselines)."""
+    return profile_config(values["profile"], root=root, methods=chapter_methods(DLFD_VARIANTS, METHODS, values["methods"]))
+
+
+def work(settings) -> Work:
     """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
-    lists them): Retrain and ``cfg.methods`` on identity forgetting (faces, with the dataset's
-    settings of :func:`face_settings` under the overrides) and on CIFAR-10's random subset."""
+    lists them): Retrain and the config's ``methods`` on identity forgetting (faces, with the
+    dataset's settings of :func:`face_settings` under the method overrides) and on CIFAR-10's
+    random subset, at every seed of ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
+    cfg = settings.config
     compared = ("retrain", *cfg.methods)
-    faces = [dict(cfg=cfg, seed=s, root=root, knobs=knobs) for s in seeds]
-    cifar = [dict(key="random_subset", profile=cfg.profile, seed=s, root=root, knobs=knobs) for s in seeds]
+    faces = [dict(cfg=cfg, seed=s, root=settings.root, knobs=settings.knobs) for s in settings.seeds]
+    cifar = [dict(key="random_subset", profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
+             for s in settings.seeds]
     return Work("02_dlfd", (
-        comparison("faces", face_problem, faces, compared, protocol, grid, profile=cfg.profile,
-                   base=merged_base(face_settings(cfg), overrides)),
-        comparison("cifar", book_problem, cifar, compared, protocol, grid, profile=cfg.profile, base=overrides)))
+        comparison("faces", face_problem, faces, compared, settings,
+                   base=merged_base(face_settings(cfg), settings.method_overrides)),
+        comparison("cifar", book_problem, cifar, compared, settings)))
 
 
 # ---------------------------------------------------------------------------- measurements

@@ -16,7 +16,7 @@ Profile settings live in :func:`profile_config` (frozen :class:`Ch3Config`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping
 
 import copy
 import math
@@ -45,6 +45,7 @@ from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
 from ..train import TrainConfig, cached_train, predict, train_model
 from .harness import Problem, budget_settings, measure, reference_metrics
+from .options import chapter_methods
 from .tasks import TABLE_BASELINES, ImageTask, book_problem, test_accuracy, train_retrained
 from .work import Work, comparison
 
@@ -388,14 +389,20 @@ def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, pro
                    task.train.epochs, models, problem_key)
 
 
-def work(cfg: Ch3Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
-         root=None) -> Work:
+def chapter_config(values: Mapping, root=None) -> Ch3Config:
+    """The chapter's config from its parameter values (:func:`unlearnkit.chapter.settings`):
+    MU-Mis and the methods asked for (none: the paper's baselines)."""
+    return profile_config(values["profile"], methods=chapter_methods(("mumis",), METHODS, values["methods"]))
+
+
+def work(settings) -> Work:
     """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
-    lists them): Retrain and ``cfg.methods`` on the problems of ``cfg.problems`` at every seed."""
-    problems = [dict(key=key, profile=cfg.profile, seed=s, root=root, knobs=knobs) for key in cfg.problems
-                for s in seeds]
-    return Work("03_mumis", (comparison("cifar", chapter_problem, problems, ("retrain", *cfg.methods), protocol, grid,
-                                        profile=cfg.profile, base=overrides),))
+    lists them): Retrain and the config's ``methods`` on its problems at every seed of
+    ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
+    cfg = settings.config
+    problems = [dict(key=key, profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
+                for key in cfg.problems for s in settings.seeds]
+    return Work("03_mumis", (comparison("cifar", chapter_problem, problems, ("retrain", *cfg.methods), settings),))
 
 
 # ---------------------------------------------------------------------------- observations

@@ -215,14 +215,20 @@ def combination_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- the plan
 
-def work(cfg: Ch4Config, protocol, grid, seeds: Sequence[int], *, knobs: dict, overrides: dict,
-         root=None) -> Work:
+def chapter_config(values: Mapping, root=None) -> Ch4Config:
+    """The chapter's config from its parameter values (:func:`unlearnkit.chapter.settings`)."""
+    return profile_config(values["profile"], combo_scorer=values["combo_scorer"], combo_budget=values["combo_budget"],
+                          guide_slack=values["guide_slack"], methods=values["methods"])
+
+
+def work(settings) -> Work:
     """The chapter's trainings and comparison runs (:mod:`.work`; ``python -m unlearnkit plan``
-    lists them): every method of ``cfg.methods`` on the book's problems at every seed."""
-    problems = [dict(key=key, profile=cfg.profile, seed=s, root=root, knobs=knobs) for key in cfg.problems
-                for s in seeds]
-    return Work("04_head-to-head", (comparison("head_to_head", book_problem, problems, cfg.methods, protocol, grid,
-                                               profile=cfg.profile, base=overrides),))
+    lists them): every method of the config's ``methods`` on the book's problems at every seed
+    of ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
+    cfg = settings.config
+    problems = [dict(key=key, profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
+                for key in cfg.problems for s in settings.seeds]
+    return Work("04_head-to-head", (comparison("head_to_head", book_problem, problems, cfg.methods, settings),))
 
 
 # ---------------------------------------------------------------------------- variance study

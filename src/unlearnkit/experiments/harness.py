@@ -762,3 +762,14 @@ def picks_table(rows: pd.DataFrame) -> pd.DataFrame:
                 row[f"{pick} pick"] = chosen_pick["settings"].iloc[0]
         out.append(row)
     return pd.DataFrame(out)
+
+
+def rule_picks(rows: pd.DataFrame, problem: str | None = None) -> dict:
+    """The settings the selection rule picked on the tuning seed, decoded: ``{(problem, method):
+    settings}``, or ``{method: settings}`` for one ``problem``. ``rows``: :func:`compare`'s."""
+    rule = rows[rows["pick"] == "rule"].drop_duplicates(["problem", "method"])
+    picks = {(r.problem, r.method): json.loads(r.settings) if isinstance(r.settings, str) else dict(r.settings)
+             for r in rule.itertuples()}
+    if problem is None:
+        return picks
+    return {method: settings for (name, method), settings in picks.items() if name == problem}

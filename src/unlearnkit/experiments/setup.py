@@ -37,11 +37,16 @@ def profile_config(profile: str) -> SetupProfile:
     return SetupProfile(cifar10_task(profile), "ckplus", {}, ("sms", "davidson"), forget_class="cat")
 
 
-def work(cfg: SetupProfile, protocol, seed: int, *, root=None) -> Work:
-    """The chapter's trainings (:mod:`.work`): the CIFAR-10 original of every seed of ``protocol``
-    (the originals every later chapter's problems start from)."""
-    return Work("00_setup", problems=tuple(recipe(train_original, task=cfg.task, seed=seed + r, root=root)
-                                           for r in range(protocol.seeds)))
+def chapter_config(values, root=None) -> SetupProfile:
+    """The chapter's configuration from its parameter values (:func:`unlearnkit.chapter.settings`)."""
+    return profile_config(values["profile"])
+
+
+def work(settings) -> Work:
+    """The chapter's trainings (:mod:`.work`): the CIFAR-10 original of every seed of
+    ``settings`` (the originals every later chapter's problems start from)."""
+    return Work("00_setup", problems=tuple(recipe(train_original, task=settings.config.task, seed=s, root=settings.root)
+                                           for s in settings.seeds))
 
 
 def dataset_table(cfg: SetupProfile, root=None) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -80,23 +80,31 @@ class Comparison:
         """Every problem, its models trained or read from the model cache."""
         return [r.build(device=device, progress=progress) for r in self.problems]
 
+    @property
+    def options(self) -> dict:
+        """The keyword arguments of :func:`.harness.compare` besides the problems and the device:
+        ``harness.compare(problems, **comparison.options, device=device)`` runs it."""
+        return dict(methods=list(self.methods), grid=self.grid, profile=self.profile, retain_eval=self.retain_eval,
+                    oracle=self.oracle, base=self.base, budgets=self.budgets)
+
     def run(self, problems: Sequence[harness.Problem], *, device, progress: bool = False) -> pd.DataFrame:
         """The comparison's rows (:func:`.harness.compare`) on ``problems`` (:meth:`build`'s)."""
-        return harness.compare(problems, list(self.methods), grid=self.grid, profile=self.profile, device=device,
-                               retain_eval=self.retain_eval, oracle=self.oracle, base=self.base,
-                               budgets=self.budgets, progress=progress)
+        return harness.compare(problems, **self.options, device=device, progress=progress)
 
     def budget(self, method: str) -> bool | float:
         return self.budgets.get(method, True)
 
 
-def comparison(name: str, builder: Callable, problems: Sequence[Mapping], methods: Sequence[str], protocol, grid,
-               *, profile: str, base: Mapping | None = None) -> Comparison:
+def comparison(name: str, builder: Callable, problems: Sequence[Mapping], methods: Sequence[str], settings, *,
+               base: Mapping | None = None) -> Comparison:
     """A :class:`Comparison` of ``methods`` on ``builder(**kw)`` for each ``kw`` of ``problems``
-    under ``protocol`` (a :class:`~.tasks.Protocol`: evaluation sample, oracle seeds, budgets)
-    with ``grid`` (the protocol's grid with the researcher's overrides) and ``base`` settings."""
-    return Comparison(name, tuple(recipe(builder, **kw) for kw in problems), tuple(methods), grid, profile,
-                      protocol.retain_eval, protocol.oracle, dict(base or {}), dict(protocol.budgets))
+    under the protocol of ``settings`` (a :class:`unlearnkit.chapter.Settings`: evaluation sample,
+    oracle seeds, budgets, the grid the method overrides leave) with ``base`` settings (default:
+    the method overrides)."""
+    protocol = settings.protocol
+    return Comparison(name, tuple(recipe(builder, **kw) for kw in problems), tuple(methods), protocol.grid,
+                      settings.profile, protocol.retain_eval, protocol.oracle,
+                      dict(settings.method_overrides if base is None else base), dict(protocol.budgets))
 
 
 @dataclass(frozen=True, eq=False)
