@@ -109,7 +109,7 @@ def dry_runs(chapters: list[str], device: torch.device) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from unlearnkit.runner import toc_chapters
+    from unlearnkit.parameters import toc_chapters
     from unlearnkit.runtime import resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

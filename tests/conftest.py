@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearnkit import runner
+from unlearnkit import parameters, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ class SmokeRuns(Mapping):
 
     def __init__(self, out: Path, cache: Path):
         self.out, self.cache = out, cache
-        self.stems = runner.toc_chapters(ROOT)
+        self.stems = parameters.toc_chapters(ROOT)
         self._runs: dict[str, object] = {}
 
     def __getitem__(self, stem: str) -> runner.RunResult:

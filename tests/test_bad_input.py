@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unlearnkit import runner
+from unlearnkit import parameters, runner
 from unlearnkit.config import build_config
 from unlearnkit.data import CIFAR10_CLASSES, load_cifar10, load_ckplus, load_dataset, load_davidson
 from unlearnkit.data import faces, make_split, replace_split
@@ -333,11 +333,11 @@ def test_the_matrix_has_at_least_25_cases():
 
 
 def test_every_chapter_parameter_has_a_value_check_or_is_declared_free():
-    for stem in runner.toc_chapters(ROOT):
-        params = runner.notebook_parameters(runner.read_notebook(ROOT / "chapters" / f"{stem}.md"))
-        uncovered = [name for name in params if runner.covering_key(name) is None]
-        assert not uncovered, f"{stem}: add {uncovered} to runner.PARAMETER_CHECKS (a check, or None if free)"
-        runner.check_parameter_values(params, {}, ROOT / "chapters")  # the defaults pass their own checks
+    for stem in parameters.toc_chapters(ROOT):
+        params = parameters.notebook_parameters(parameters.read_notebook(ROOT / "chapters" / f"{stem}.md"))
+        uncovered = [name for name in params if parameters.covering_key(name) is None]
+        assert not uncovered, f"{stem}: add {uncovered} to parameters.PARAMETER_CHECKS (a check, or None if free)"
+        parameters.check_parameter_values(params, {}, ROOT / "chapters")  # the defaults pass their own checks
 
 
 def test_a_cache_that_does_not_fit_the_image_folder_is_decoded_again(tmp_path):

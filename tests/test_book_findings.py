@@ -14,7 +14,7 @@ import re
 import pytest
 
 from test_bookext import book_findings_rows, findings_lines
-from unlearnkit import bookext, runner
+from unlearnkit import bookext, parameters
 
 from conftest import ROOT
 
@@ -46,7 +46,7 @@ def test_book_chapter_opens_with_the_findings_of_its_own_scorecard(smoke_book, s
 
 def test_book_landing_page_lists_every_row_of_every_results_file(smoke_book, smoke_runs):
     out, runs = smoke_runs
-    stems = [stem for stem in runner.toc_chapters(ROOT) if (out / "results" / f"{stem}.json").is_file()]
+    stems = [stem for stem in parameters.toc_chapters(ROOT) if (out / "results" / f"{stem}.json").is_file()]
     assert set(PAPER_CHAPTERS) <= set(stems)
     files = {stem: json.loads((out / "results" / f"{stem}.json").read_text()) for stem in stems}
     page = (smoke_book / "intro.html").read_text()

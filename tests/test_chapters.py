@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import runner
+from unlearnkit import parameters, runner
 from unlearnkit import facts
 from unlearnkit.experiments import tasks
 from unlearnkit.record import SCORE_FIELDS, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = runner.toc_chapters(ROOT)
+CHAPTERS = parameters.toc_chapters(ROOT)
 pytestmark = pytest.mark.chapters
 
 # Scorecard ids each chapter must report (from the issues).
@@ -161,7 +161,7 @@ def test_head_to_head_runs_a_plugin_method_with_the_researchers_parameters(tmp_p
 def test_the_experiment_is_shown(stem):
     """No cell hides its code from the page for good; each paper chapter shows at least two
     cells that compose the package's API (bookkeeping lives in ``remove-cell`` cells)."""
-    nb = runner.read_notebook(ROOT / "chapters" / f"{stem}.md")
+    nb = parameters.read_notebook(ROOT / "chapters" / f"{stem}.md")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not [c for c in code if "remove-input" in c.metadata.get("tags", [])]
     visible = [c for c in code if not c.metadata.get("tags")]
@@ -173,7 +173,8 @@ def test_the_experiment_is_shown(stem):
 
 def test_api_appendix_documents_the_functions_the_chapters_call(smoke_book):
     page = (smoke_book / "appendix" / "api.html").read_text()
-    for name in ("unlearnkit.experiments.harness.compare", "unlearnkit.experiments.tasks.make_problem",
+    for name in ("unlearnkit.chapter.settings", "unlearnkit.experiments.work.Comparison",
+                 "unlearnkit.experiments.harness.compare", "unlearnkit.experiments.tasks.make_problem",
                  "unlearnkit.methods.base.unlearn", "unlearnkit.methods.base.register", "unlearnkit.record.paired_tests",
                  "unlearnkit.metrics.evaluate_split", "unlearnkit.transport.ot_distance"):
         assert f'id="{name}"' in page, f"{name} has no entry in the API appendix"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import runner
+from unlearnkit import parameters
 from unlearnkit.experiments import harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.chapters
 def visible_script(stem: str, profile: str) -> str:
     """The chapter's visible code cells as one script, the profile set after the parameters cell
     (as papermill's injected cell does)."""
-    nb = runner.read_notebook(ROOT / "chapters" / f"{stem}.md")
+    nb = parameters.read_notebook(ROOT / "chapters" / f"{stem}.md")
     parts = []
     for cell in nb.cells:
         tags = set(cell.get("metadata", {}).get("tags", []))

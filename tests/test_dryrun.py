@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearnkit import dryrun, runner, runtime
+from unlearnkit import dryrun, parameters, runner, runtime
 from unlearnkit.data import load_cifar100, make_split
 from unlearnkit.data.core import TensorSet
 from unlearnkit.data.faces import load_mufac, load_rafdb, mufac_split, rafdb_split
@@ -87,7 +87,7 @@ PAPER_PATHS = {"02_dlfd": ("face_source", "mufac"), "03_mumis": ("problems", ["f
 """What proves the paper path ran: MUFAC's released split (a stand-in here) and CIFAR-20's sub-class problem."""
 
 
-@pytest.mark.parametrize("chapter", runner.toc_chapters(ROOT))
+@pytest.mark.parametrize("chapter", parameters.toc_chapters(ROOT))
 def test_every_chapters_paper_path_runs_as_a_dry_run(chapter, tmp_path):
     result = runner.run_chapter(chapter, profile="paper", overrides={"dry_run": True, "device": "cpu"},
                                 out=tmp_path, root=ROOT)

@@ -37,11 +37,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearnkit import runner, runtime
+from unlearnkit import parameters, runtime
 from unlearnkit.config import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = runner.toc_chapters(ROOT)
+CHAPTERS = parameters.toc_chapters(ROOT)
 CLOCK_WORDS = frozenset({"seconds", "s", "ms", "time", "speed", "speedup", "bench", "cache", "cached", "hit",
                          "hits"})
 ADMONITION = re.compile(r"^````\{admonition\} Rerun this chapter\n.*?^```bash\n(?P<block>.*?)\n```\n.*?^````$",
@@ -87,7 +87,7 @@ def overrides_in(command: str) -> tuple[str, dict]:
         words = words[words.index("papermill"):]
         params = {words[i + 1]: words[i + 2] for i, w in enumerate(words) if w == "-p"}
         return params.pop("profile"), params
-    params = dict(runner.parse_override(words[i + 1]) for i, w in enumerate(words) if w == "-p")
+    params = dict(parameters.parse_override(words[i + 1]) for i, w in enumerate(words) if w == "-p")
     return words[words.index("--profile") + 1], params
 
 
@@ -119,14 +119,14 @@ def test_every_chapter_and_the_readme_print_the_uniform_recipe():
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_printed_commands_name_real_profiles_and_parameters(stem):
     """The commands not run by the tests (``cpu``, ``paper``) are at least valid requests."""
-    defaults = runner.notebook_parameters(runner.read_notebook(ROOT / "chapters" / f"{stem}.md"))
+    defaults = parameters.notebook_parameters(parameters.read_notebook(ROOT / "chapters" / f"{stem}.md"))
     for command in commands(recipe(stem)):
         profile, params = overrides_in(command)
         assert profile in PROFILES
         if "papermill" in command:
             assert set(params) <= set(defaults), f"{command}: unknown parameter(s) {set(params) - set(defaults)}"
         else:
-            runner.check_overrides(defaults, params)
+            parameters.check_overrides(defaults, params)
 
 
 @pytest.mark.parametrize("name, timing", [

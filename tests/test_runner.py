@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit import runner
+from unlearnkit import parameters, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = """---
@@ -61,17 +61,17 @@ raise RuntimeError("this cell fails on purpose")
 
 
 def test_notebook_parameters_and_chapter_lookup():
-    nb = runner.read_notebook(ROOT / "chapters" / "00_setup.md")
-    params = runner.notebook_parameters(nb)
+    nb = parameters.read_notebook(ROOT / "chapters" / "00_setup.md")
+    params = parameters.notebook_parameters(nb)
     assert {"profile", "device", "seed", "results_path"} <= set(params)
-    assert runner.resolve_chapter(ROOT, "setup").name == "00_setup.md"
-    assert runner.toc_chapters(ROOT)[0] == "00_setup"
+    assert parameters.resolve_chapter(ROOT, "setup").name == "00_setup.md"
+    assert parameters.toc_chapters(ROOT)[0] == "00_setup"
 
 
 @pytest.mark.parametrize("text, expected", [("seed=3", ("seed", 3)), ("rate=0.1", ("rate", 0.1)),
                                             ("name=abc", ("name", "abc")), ("flag=True", ("flag", True))])
 def test_parse_override(text, expected):
-    assert runner.parse_override(text) == expected
+    assert parameters.parse_override(text) == expected
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -388,7 +388,7 @@ def book_findings_nodes(folder: str | Path | None, stems: list[str], *, refdoc: 
 
 def _chapter_stems(env) -> list[str]:
     """The chapters of the book being built, in reading order (documents ``chapters/<stem>``)."""
-    from .runner import toc_chapters
+    from .parameters import toc_chapters
 
     try:
         stems = toc_chapters(Path(env.srcdir))

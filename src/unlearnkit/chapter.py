@@ -22,9 +22,11 @@ from typing import Any, Mapping
 
 import torch
 
-from . import dryrun, runner, runtime
+from . import dryrun, runtime
 from .experiments import options, tasks
 from .experiments.tasks import Protocol
+from .parameters import (RUNNER_SET, notebook_parameters, prepare_chapter, project_root, read_notebook,
+                         resolve_chapter)
 from .record import Recorder
 
 MODULES = {"00_setup": "setup", "01_distributional": "ch1", "02_dlfd": "ch2", "03_mumis": "ch3",
@@ -93,11 +95,11 @@ def _project_root(book: Path | None) -> Path:
     """The book's folder: ``book``, else above the working directory, else above this package
     (a source checkout)."""
     try:
-        return runner.project_root(book)
+        return project_root(book)
     except FileNotFoundError:
         if book is not None:
             raise
-        return runner.project_root(Path(__file__).resolve().parent)
+        return project_root(Path(__file__).resolve().parent)
 
 
 def settings(chapter: str, namespace: Mapping[str, Any] | None = None, *, book: Path | None = None,
@@ -112,12 +114,12 @@ def settings(chapter: str, namespace: Mapping[str, Any] | None = None, *, book: 
     the plugins' methods, and the global seed.
     """
     root = _project_root(book)
-    path = runner.resolve_chapter(root, chapter)
-    defaults = runner.notebook_parameters(runner.read_notebook(path))
+    path = resolve_chapter(root, chapter)
+    defaults = notebook_parameters(read_notebook(path))
     given = {k: v for k, v in (namespace or {}).items() if k in defaults}
     given.update(parameters)
-    fixed = {k: given.pop(k, defaults.get(k)) for k in runner.RUNNER_SET if k in defaults}
-    _, _, _, defaults, overrides = runner.prepare_chapter(path.stem, fixed["profile"], given, root)
+    fixed = {k: given.pop(k, defaults.get(k)) for k in RUNNER_SET if k in defaults}
+    _, _, _, defaults, overrides = prepare_chapter(path.stem, fixed["profile"], given, root)
     values = {**defaults, **overrides, **fixed}
     profile, data_root = values["profile"], values.get("data_root") or None
     dryrun.enable(values.get("dry_run", False), root=data_root)  # first: a dry run swaps the data and cache roots

@@ -87,15 +87,22 @@ def enable(on: bool = True, *, root=None, settings: DryRun | None = None) -> Dry
     error rather than a dry run.
     """
     global _ACTIVE
+    from .data.splits import set_load_filter
+    from .runtime import override_roots
+
     if not isinstance(on, bool):
         raise TypeError(f"dry_run must be True or False; got {on!r}")
+    _ACTIVE = None
+    override_roots()
+    set_load_filter(None)
     if not on:
-        _ACTIVE = None
         return None
     base = Path(tempfile.mkdtemp(prefix="unlearnkit-dry-run-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     data, written = standin_root(root, base / "data")
     _ACTIVE = replace(settings or DryRun(), cache=str(base / "cache"), data=str(data), standins=tuple(written))
+    override_roots(data=_ACTIVE.data, cache=_ACTIVE.cache)
+    set_load_filter(shrink)
     return _ACTIVE
 
 

@@ -80,23 +80,31 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+_ROOTS: dict[str, str] = {}
+"""Data and cache roots that win over every argument and environment variable while set: a dry
+run's temporary roots (:func:`unlearnkit.dryrun.enable` sets them, this module knows no dry run)."""
+
+
+def override_roots(*, data: str | None = None, cache: str | None = None) -> None:
+    """Make :func:`data_root` and :func:`cache_root` return ``data`` and ``cache`` (None: back to
+    their arguments and environment)."""
+    _ROOTS.clear()
+    _ROOTS.update({name: value for name, value in (("data", data), ("cache", cache)) if value is not None})
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder: ``root`` if given, else ``$UNLEARNKIT_DATA``, else ``./data``; during a
     dry run its temporary data root (links to those plus stand-ins, :mod:`unlearnkit.dryrun`)."""
-    from .dryrun import active
-
-    if active() is not None:
-        return Path(active().data)
+    if "data" in _ROOTS:
+        return Path(_ROOTS["data"])
     return Path(root or os.environ.get("UNLEARNKIT_DATA") or "data").expanduser().resolve()
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
     """The model/result cache: ``root``, else ``$UNLEARNKIT_CACHE``, else ``~/.cache/unlearnkit``;
     during a dry run its temporary cache, so nothing a dry run trains is read as a real result."""
-    from .dryrun import active
-
-    if active() is not None:
-        return Path(active().cache)
+    if "cache" in _ROOTS:
+        return Path(_ROOTS["cache"])
     default = Path.home() / ".cache" / "unlearnkit"
     return Path(root or os.environ.get("UNLEARNKIT_CACHE") or default).expanduser().resolve()
 

@@ -26,7 +26,6 @@ import torch
 
 from unlearnkit.config import check_choice, check_range
 from unlearnkit.data.core import Split, TensorSet
-from unlearnkit import dryrun
 from unlearnkit.data.loaders import (CIFAR10_CLASSES, FaceData, ImageData, TextData, cifar100_names,
                                      load_cifar10, load_cifar100, load_ckplus, load_davidson, load_sms)
 from unlearnkit.data.synthetic import synthetic_faces, synthetic_images, synthetic_text
@@ -67,10 +66,21 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[check_choice("dataset", name, DATASETS)]
 
 
+_LOAD_FILTER: list[Callable] = []
+"""At most one function applied to every dataset :func:`load_dataset` returns: a dry run's
+:func:`unlearnkit.dryrun.shrink` (set by :func:`set_load_filter`; this module knows no dry run)."""
+
+
+def set_load_filter(function: Callable | None) -> None:
+    """Apply ``function`` to every loaded dataset from now on (None: load datasets whole)."""
+    _LOAD_FILTER[:] = [function] if function is not None else []
+
+
 def load_dataset(name: str, root=None, **kw) -> ImageData | FaceData | TextData:
     """Load dataset ``name`` (see ``DATASETS``); ``root`` goes to the real loaders, ``kw`` to the loader."""
     spec = dataset_spec(name)
-    return dryrun.shrink(spec.load(root=root, **kw) if spec.uses_root else spec.load(**kw))
+    data = spec.load(root=root, **kw) if spec.uses_root else spec.load(**kw)
+    return _LOAD_FILTER[0](data) if _LOAD_FILTER else data
 
 
 # --------------------------------------------------------------------------- sampling helpers
