@@ -24,8 +24,6 @@ def test_profiles_build_with_the_books_problems():
         assert set(cfg.combo_methods) <= set(cfg.methods) and set(cfg.variance_methods) <= set(cfg.methods)
     assert ch4.profile_config("smoke").methods == ch4.SMOKE_METHODS
     assert ch4.profile_config("smoke").combo_scorers == ("LR-MAHA",)  # no control methods at smoke
-    plain = ch4.plain_settings(ch4.profile_config("smoke"))
-    assert plain["combo_budget"] == 0.5 and plain["methods"] == ch4.SMOKE_METHODS
 
 
 def test_cpu_runs_every_registered_method():

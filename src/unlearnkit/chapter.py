@@ -73,10 +73,17 @@ class Settings:
         return self.values.get("data_root") or None
 
     def recorder(self) -> Recorder:
-        """The chapter's :class:`~unlearnkit.record.Recorder`, holding these parameters."""
-        return Recorder(self.chapter, profile=self.profile, device=str(self.device), seed=self.seed,
-                        results_path=self.values.get("results_path", ""),
-                        parameters={k: v for k, v in self.values.items() if k != "results_path"})
+        """The chapter's :class:`~unlearnkit.record.Recorder`, holding these parameters and, in
+        the results file's ``config``, what they resolved to: the chapter's configuration, the
+        protocol, the method overrides and the plugins' methods."""
+        rec = Recorder(self.chapter, profile=self.profile, device=str(self.device), seed=self.seed,
+                       results_path=self.values.get("results_path", ""),
+                       parameters={k: v for k, v in self.values.items() if k != "results_path"})
+        if self.config is not None:
+            rec.config("chapter", self.config)
+        rec.configs(protocol=self.protocol, method_overrides=self.method_overrides,
+                    plugin_methods=list(self.plugin_methods))
+        return rec
 
     def changes(self, methods=(), *, tasks: tuple[str, ...] = ("cifar10", "faces")) -> list[dict]:
         """Every line by which this profile departs from the paper's, with its reason (the

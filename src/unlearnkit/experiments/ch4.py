@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -139,11 +138,6 @@ def profile_config(profile: str, *, combo_scorer: str = "LR-MAHA", combo_budget:
                                           SMOKE_METHODS if profile == "smoke" else available_methods(), methods))
     values.update(overrides)
     return build_config(Ch4Config, values)
-
-
-def plain_settings(cfg: Ch4Config) -> dict:
-    """The config as plain data for results.json."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
 # ---------------------------------------------------------------------------- combination
