@@ -223,3 +223,23 @@ def test_step_time_ratio_reports_both_timings(small_problem):
     bench = ch3.step_time_ratio(model, split.forget, 3, batch=4, repeats=1, device="cpu")
     assert bench["plain_s"] > 0 and bench["mumis_s"] > 0
     assert bench["ratio"] == pytest.approx(bench["mumis_s"] / bench["plain_s"])
+
+
+def test_comparison_findings_are_the_means_over_seeds_of_the_main_rows():
+    import pandas as pd
+
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        for method, gap, fraction in (("original", 0.30, float("nan")), ("retrain", 0.0, 1.0),
+                                      ("mumis", 0.05 + shift, 0.01), ("finetune", 0.08, 0.1), ("neggrad", 0.04, 0.05)):
+            rows.append({"scenario": "full_class", "problem": "cifar10 full", "seed": seed, "method": method,
+                         "RA": 0.9, "FA": 0.1 + shift, "TA": 0.8, "avg_gap": gap, "seconds": 10.0 * (1 + seed),
+                         "time_fraction": fraction})
+    found = ch3.comparison_findings(pd.DataFrame(rows))
+    assert found["full_class_mumis_avg_gap"] == pytest.approx(6.0)      # mean of 5 and 7 points
+    assert found["full_class_mumis_FA"] == pytest.approx(11.0)
+    assert found["full_class_mumis_seconds"] == pytest.approx(15.0)     # seconds are not scaled
+    assert found["full_class_speedup"] == pytest.approx(100.0)
+    assert found["full_class_best_baseline"] == "NegGrad"
+    assert found["full_class_best_baseline_gap"] == pytest.approx(4.0)
+    assert found["full_class_mumis_beats_baselines"] is False           # NegGrad's 4 points < MU-Mis's 6

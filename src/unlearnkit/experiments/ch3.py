@@ -405,6 +405,29 @@ def work(settings) -> Work:
     return Work("03_mumis", (comparison("cifar", chapter_problem, problems, ("retrain", *cfg.methods), settings),))
 
 
+def comparison_findings(table: pd.DataFrame) -> dict:
+    """The numbers the chapter's prose quotes about its comparison, per scenario ``key`` of
+    ``table`` (:func:`.harness.main_rows` of :func:`.harness.compare`'s rows), means over seeds:
+    ``{key}_{mumis|retrain}_{avg_gap|FA|TA|RA}`` (%), ``..._seconds``, ``{key}_speedup`` (retrain
+    time / MU-Mis time), ``{key}_best_baseline`` (label) and ``_gap`` (%): the baseline of least
+    Avg. Gap, and ``{key}_mumis_beats_baselines`` (MU-Mis's mean gap below every baseline's; the
+    scorecard's paired test decides the claim, this only names the ordering of the means)."""
+    means = table.groupby(["scenario", "method"])[["RA", "FA", "TA", "avg_gap", "seconds", "time_fraction"]].mean()
+    out = {}
+    for key in table["scenario"].unique():
+        for col in ("avg_gap", "FA", "TA", "RA", "seconds"):
+            scale = 1 if col == "seconds" else 100
+            for method in ("mumis", "retrain"):
+                out[f"{key}_{method}_{col}"] = scale * means.loc[(key, method), col]
+        out[f"{key}_speedup"] = 1 / means.loc[(key, "mumis"), "time_fraction"]
+        baselines = means.loc[key].drop(index=["original", "retrain", "mumis"])
+        best = baselines["avg_gap"].idxmin()
+        out[f"{key}_best_baseline"] = get_method(best).label
+        out[f"{key}_best_baseline_gap"] = 100 * baselines.loc[best, "avg_gap"]
+        out[f"{key}_mumis_beats_baselines"] = bool(means.loc[(key, "mumis"), "avg_gap"] < baselines["avg_gap"].min())
+    return out
+
+
 # ---------------------------------------------------------------------------- observations
 
 def _sample(data: TensorSet, n: int, seed: int) -> TensorSet:
