@@ -226,3 +226,15 @@ def test_consistent_picks_say_when_tasks_differ():
     first, second = ch4.consistent_picks(guide, 0.01)
     assert first.startswith("To come closest") and "every task picks **A**" in first
     assert "differ (A, B)" in second
+
+
+def test_summary_findings_name_the_best_method_and_the_retrained_model():
+    import pandas as pd
+
+    rows = [{"task": "full_class", "method": m, "avg_gap": g, "nomus": n, "forgetting_score": 0.4, "FA": fa, "TA": 0.8,
+             "seconds": 12.0} for m, g, n, fa in (("original", 0.3, 0.5, 0.99), ("retrain", 0.0, 0.6, 0.0),
+                                                  ("finetune", 0.05, 0.7, 0.2), ("mumis", 0.02, 0.65, 0.1))]
+    found = ch4.summary_findings(pd.DataFrame(rows))
+    assert found["ch4_full_class_best_gap_method"] == "MU-Mis" and found["ch4_full_class_best_gap"] == pytest.approx(2.0)
+    assert found["ch4_full_class_best_nomus_method"] == ch4.label("finetune")  # Original and Retrain never "best"
+    assert found["ch4_full_class_retrain_FA"] == 0.0 and found["ch4_full_class_ft_FA"] == pytest.approx(20.0)

@@ -266,6 +266,30 @@ def _methods_only(summary: pd.DataFrame, task: str) -> pd.DataFrame:
     return summary[(summary["task"] == task) & ~summary["method"].isin(("original", "retrain"))].set_index("method")
 
 
+def summary_findings(summary: pd.DataFrame) -> dict:
+    """The numbers the chapter's prose quotes from :func:`aggregate`'s table, per task ``t``:
+    ``ch4_{t}_best_gap_method`` / ``_best_gap`` (the method, Retrain and Original aside, of least
+    mean Avg. Gap, in points), ``ch4_{t}_best_nomus_method`` / ``_best_nomus``, and the retrained
+    model's ``nomus``, ``fs`` (forgetting score), ``FA``, ``TA`` (%) and ``seconds``; plus
+    ``ch4_full_class_ft_FA`` (%) where fine-tuning ran. Orderings of means: the paired rows of
+    the scorecard decide the claims."""
+    out = {}
+    for task in summary["task"].unique():
+        part = _methods_only(summary, task)
+        best = part["avg_gap"].idxmin()
+        retrain = summary[(summary["task"] == task) & (summary["method"] == "retrain")].iloc[0]
+        out.update({f"ch4_{task}_best_gap_method": label(best), f"ch4_{task}_best_gap": 100 * part.loc[best, "avg_gap"],
+                    f"ch4_{task}_best_nomus_method": label(part["nomus"].idxmax()),
+                    f"ch4_{task}_best_nomus": part["nomus"].max(),
+                    f"ch4_{task}_retrain_nomus": retrain["nomus"], f"ch4_{task}_retrain_fs": retrain["forgetting_score"],
+                    f"ch4_{task}_retrain_FA": 100 * retrain["FA"], f"ch4_{task}_retrain_TA": 100 * retrain["TA"],
+                    f"ch4_{task}_retrain_seconds": retrain["seconds"]})
+    ft = summary[(summary["task"] == "full_class") & (summary["method"] == "finetune")]
+    if len(ft):
+        out["ch4_full_class_ft_FA"] = 100 * ft["FA"].iloc[0]
+    return out
+
+
 # ---------------------------------------------------------------------------- MIA disagreement
 
 MIA_CONVENTIONS = {"mia_loss_logreg": ("forgetting_score", False),
