@@ -149,3 +149,22 @@ def test_timer_measures_wall_seconds():
     with Timer() as t:
         time.sleep(0.05)
     assert 0.05 <= t.seconds < 1.0
+
+
+def test_cached_accuracy_scores_a_cached_model_once_per_data(tmp_path, monkeypatch):
+    from unlearnkit import metrics
+    from unlearnkit.data.core import TensorSet
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    data = TensorSet(torch.rand(20, 3, 2, 2), torch.randint(0, 3, (20,)))
+    other = TensorSet(data.x.flip(0), data.y.flip(0))
+    path = tmp_path / "abc.pt"
+    path.write_bytes(b"model")
+    first = metrics.cached_accuracy(model, data, model_path=path, device="cpu")
+    assert first == metrics.accuracy(model, data, device="cpu")
+    calls = []
+    monkeypatch.setattr(metrics, "predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
+    assert metrics.cached_accuracy(model, data, model_path=path, device="cpu") == first and calls == []
+    metrics.cached_accuracy(model, other, model_path=path, device="cpu")  # other data: scored again
+    assert calls == [1] and len(list(tmp_path.glob("abc.eval-*.json"))) == 2

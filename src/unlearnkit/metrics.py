@@ -20,8 +20,10 @@ larger one, so an attacker that learnt nothing is right half of the time whateve
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -34,7 +36,7 @@ from torch import nn
 
 from .config import check_range
 from .data.core import Split, TensorSet
-from .runtime import single_threaded
+from .runtime import atomic_write_text, single_threaded
 from .train import predict
 
 
@@ -43,6 +45,35 @@ from .train import predict
 def accuracy(model: nn.Module, data: TensorSet, *, device: torch.device | str) -> float:
     """Top-1 accuracy of ``model`` on ``data`` as a fraction in [0, 1] (eval mode)."""
     return _accuracy(predict(model, data, device=device), data.y)
+
+
+def data_digest(data: TensorSet) -> str:
+    """A 16-hex digest of ``data``'s images and labels (what an evaluation of them depends on)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    for t in (data.x, data.y):
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_accuracy(model: nn.Module, data: TensorSet, *, model_path: str | Path, device: torch.device | str) -> float:
+    """Accuracy of the cached model stored at ``model_path`` on ``data``, computed once: it is
+    kept beside the model (``<model>.eval-<digest of data>.json``, written atomically) and read
+    back by every later call, in this process or another, that scores the same model on the
+    same data. A fixed model on a fixed evaluation set (an original or retrained model on its
+    test set) is then scored once per cache, not once per chapter that builds its problem."""
+    model_path = Path(model_path)
+    sidecar = model_path.with_name(f"{model_path.stem}.eval-{data_digest(data)}.json")
+    if sidecar.is_file():
+        stored = json.loads(sidecar.read_text())
+        if stored.get("model") == model_path.name and stored.get("n") == len(data):
+            return float(stored["accuracy"])
+    value = _accuracy(predict(model, data, device=device), data.y)
+    if model_path.is_file():
+        atomic_write_text(sidecar, json.dumps({"model": model_path.name, "n": len(data), "accuracy": value}))
+    return value
 
 
 def per_sample_loss(model: nn.Module, data: TensorSet, *, device: torch.device | str) -> torch.Tensor:

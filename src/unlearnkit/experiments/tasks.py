@@ -20,7 +20,7 @@ from .. import dryrun
 from ..config import Change, as_dict, change_rows, check_choice, check_profile, check_range, with_changes
 from ..data import Split, make_split
 from ..data.splits import training_pool
-from ..metrics import Timer, accuracy
+from ..metrics import Timer, accuracy, cached_accuracy
 from ..models import build_model
 from ..train import TrainConfig, cached_train, keys_only_active, train_model
 from .harness import ORACLE_SEEDS, Grid, Problem, check_budget
@@ -320,12 +320,18 @@ def _model_row(role: str, task: ImageTask, seed: int, info: dict, model: nn.Modu
     return {"role": role, "task": task.dataset, "model": task.model, "seed": seed,
             "cache_key": Path(info["path"]).stem, "cache_hit": bool(info["hit"]),
             "train_seconds": float(info["train_seconds"]),
-            "test_accuracy": test_accuracy(model, split.test, device=device)}
+            "test_accuracy": test_accuracy(model, split.test, device=device, model_path=info["path"])}
 
 
-def test_accuracy(model: nn.Module, data, *, device) -> float:
-    """Accuracy on ``data``; NaN for the stand-in models of :func:`unlearnkit.train.keys_only`."""
-    return math.nan if keys_only_active() else accuracy(model, data, device=device)
+def test_accuracy(model: nn.Module, data, *, device, model_path=None) -> float:
+    """Accuracy on ``data`` (computed once per cached model and data when ``model_path`` is the
+    model's cache file, :func:`unlearnkit.train.cached_accuracy`); NaN for the stand-in models of
+    :func:`unlearnkit.train.keys_only`."""
+    if keys_only_active():
+        return math.nan
+    if model_path is None:
+        return accuracy(model, data, device=device)
+    return cached_accuracy(model, data, model_path=model_path, device=device)
 
 
 def make_problem(task: ImageTask, scenario: str, *, seed: int, device, root=None, progress: bool = False,
