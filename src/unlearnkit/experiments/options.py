@@ -25,32 +25,42 @@ from .harness import Grid, check_fixed_settings
 from .tasks import protocol_changes, task_changes
 
 PLUGIN_PREFIX = "unlearnkit_plugin_"
+PLUGIN_METHODS = "__unlearnkit_methods__"  # set on a plugin module: the method names it registered
 
 
 def load_plugins(paths: Sequence[str]) -> list[str]:
     """Import every plugin file of ``paths`` (once per process); returns the method names they
-    registered. A missing file, a file that fails to import or a method name already taken
-    raises, naming the file, before any training."""
+    registered, also when a file was imported before. A missing file, a file that fails to
+    import or a method name already taken raises, naming the file, before any training."""
     if not isinstance(paths, (list, tuple)) or not all(isinstance(p, str) for p in paths):
         raise TypeError(f"plugins must be a list of .py paths; got {paths!r}")
-    before = set(available_methods())
+    registered = []
     for raw in paths:
         path = Path(raw).expanduser().resolve()
         if path.suffix != ".py" or not path.is_file():
             raise FileNotFoundError(f"plugin {raw!r} is not a .py file (resolved to {path}); "
                                     "allowed: paths of Python files that register methods")
         name = PLUGIN_PREFIX + path.stem
-        if getattr(sys.modules.get(name), "__file__", None) == str(path):
-            continue
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before running it: dataclasses look their module up there
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:
-            del sys.modules[name]
-            raise ImportError(f"plugin {raw!r} failed to import: {type(err).__name__}: {err}") from err
-    return [m for m in available_methods() if m not in before]
+        module = sys.modules.get(name)
+        if getattr(module, "__file__", None) != str(path):
+            module = _import_plugin(raw, name, path)
+        registered += [m for m in module.__dict__.get(PLUGIN_METHODS, ()) if m not in registered]
+    return registered
+
+
+def _import_plugin(raw: str, name: str, path: Path):
+    """Execute the plugin file at ``path`` as module ``name`` and note the methods it registered."""
+    before = set(available_methods())
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise ImportError(f"plugin {raw!r} failed to import: {type(err).__name__}: {err}") from err
+    setattr(module, PLUGIN_METHODS, [m for m in available_methods() if m not in before])
+    return module
 
 
 def check_method_list(methods: Sequence[str]) -> tuple[str, ...]:
