@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnkit.experiments import ch3, harness
+from unlearnkit.experiments import ch3, harness, tasks
 from unlearnkit.experiments.tasks import ImageTask
 from unlearnkit.metrics import avg_gap
 from unlearnkit.models import build_model
@@ -126,8 +126,8 @@ def test_sub_class_path_runs_on_generated_cifar100(tmp_path, monkeypatch):
     write_cifar100(tmp_path)
     task = ImageTask("cifar100", "small_cnn", TrainConfig(epochs=1, batch_size=16, lr=0.05, augment=False),
                      val_fraction=0.0)
-    monkeypatch.setattr(ch3, "_cifar20_task", lambda: task)  # the paper's ResNet-18 recipe, shrunk
-    problem = ch3.chapter_problem("sub_class", "paper", seed=0, device="cpu", root=tmp_path)
+    monkeypatch.setattr(tasks, "cifar20_task", lambda: task)  # the paper's ResNet-18 recipe, shrunk
+    problem = tasks.build(tasks.spec("sub_class", "paper", seed=0, root=tmp_path), device="cpu")
     assert (problem.task, problem.scenario, problem.name) == ("cifar20", "sub_class", "cifar20/sub_class")
     split = problem.split
     assert split.num_classes == 2 and split.info["superclass"] == "vehicles 2"
@@ -140,7 +140,7 @@ def test_sub_class_path_runs_on_generated_cifar100(tmp_path, monkeypatch):
     assert all(not m["cache_hit"] and 0 <= m["test_accuracy"] <= 1 and m["task"] == "cifar20"
                for m in problem.models)
     assert problem.retrain_epochs == 1 and problem.retrain_seconds > 0
-    again = ch3.chapter_problem("sub_class", "paper", seed=0, device="cpu", root=tmp_path)
+    again = tasks.build(tasks.spec("sub_class", "paper", seed=0, root=tmp_path), device="cpu")
     assert [m["cache_hit"] for m in again.models] == [True, True]  # cached by the first call
     assert again.key == problem.key
     rows = harness.run_methods(problem, {"mumis": {"max_epochs": 1}}, profile="smoke", device="cpu")

@@ -21,6 +21,15 @@ def test_parameters_resolve_to_the_profile_s_protocol_seeds_and_config():
     assert s.values["method_overrides"] == {} and s.values["results_path"] == ""
 
 
+def test_a_chapter_s_problems_are_specs_carrying_only_the_knobs_they_take():
+    s = chapter.settings("03_mumis", profile="smoke", n_seeds=2, forget_fraction=0.2, book=ROOT)
+    problems = chapter.work(s)["cifar"].problems
+    assert problems == (tasks.spec("full_class", "smoke", seed=0), tasks.spec("full_class", "smoke", seed=1),
+                        tasks.spec("random_subset", "smoke", seed=0, forget_fraction=0.2),
+                        tasks.spec("random_subset", "smoke", seed=1, forget_fraction=0.2))
+    assert s.spec("full_class", 3, forget_class=2) == tasks.spec("full_class", "smoke", seed=3, forget_class=2)
+
+
 def test_a_namespace_gives_the_chapter_s_names_and_keywords_win():
     namespace = {"profile": "smoke", "seed": 2, "n_seeds": 1, "unrelated": object()}
     s = chapter.settings("mumis", namespace, seed=4, book=ROOT)
@@ -57,4 +66,4 @@ def test_the_recorder_holds_the_parameters_and_what_they_resolved_to():
 
 def test_a_chapter_without_a_module_has_no_config_and_no_plan():
     s = chapter.settings("05_speed", profile="smoke", book=ROOT)
-    assert s.config is None and chapter.work(s).comparisons == () and chapter.work(s).problems == ()
+    assert s.config is None and chapter.work(s).comparisons == () and chapter.work(s).trainings == ()

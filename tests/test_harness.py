@@ -197,7 +197,7 @@ def test_no_selection_input_comes_from_the_test_set(cache):
     val, held, ta = inputs(released)
     val_s, held_s, ta_s = inputs(replace(released, test=shuffled, unseen=shuffled))
     assert (val_s, held_s) == (val, held) and held == val and ta_s != ta  # the test set moved, the inputs did not
-    faces = tasks.book_problem("identity", "smoke", seed=0, device="cpu").split
+    faces = tasks.build(tasks.spec("identity", "smoke", seed=0), device="cpu").split
     assert faces.unseen is not None and harness.heldout_set(faces) is faces.unseen  # own held-out subjects
 
 
@@ -333,7 +333,7 @@ def test_variance_components_find_the_factor_that_moves_the_value():
 
 def test_the_oracle_pick_runs_where_the_protocol_says(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
-    problems = [tasks.book_problem("random_subset", "smoke", seed=s, device="cpu") for s in (0, 1)]
+    problems = [tasks.build(tasks.spec("random_subset", "smoke", seed=s), device="cpu") for s in (0, 1)]
     grid = harness.Grid(lr_factors=(1.0, 3.0), knobs={})
     counts = {}
     for mode in harness.ORACLE_SEEDS:

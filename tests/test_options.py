@@ -73,20 +73,23 @@ def test_overrides_fix_a_tuned_knob_and_start_the_lr_grid():
 
 def test_seeds_and_scenario_knobs():
     assert tasks.protocol("cpu", n_seeds=5).seeds == 5 and tasks.protocol("cpu").seeds == 3
-    assert options.check_scenario_knobs(forget_class="cat", pool_size=None) == {"forget_class": "cat"}
+    assert tasks.check_knobs(forget_class="cat", pool_size=None) == {"forget_class": "cat"}
     with pytest.raises(TypeError, match="n_seeds must be an int"):
         options.check_n_seeds(True)
 
 
-def test_book_problem_knobs_change_the_split_and_the_pool(tmp_path, monkeypatch, one_thread):
+def test_problem_knobs_change_the_split_and_the_pool(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
-    plain = tasks.book_problem("random_subset", "smoke", seed=0, device="cpu")
-    knobs = {"forget_fraction": 0.2, "pool_size": 300, "forget_class": 3}  # forget_class: not this scenario's
-    changed = tasks.book_problem("random_subset", "smoke", seed=0, device="cpu", knobs=knobs)
+    plain = tasks.build(tasks.spec("random_subset", "smoke", seed=0), device="cpu")
+    changed = tasks.build(tasks.spec("random_subset", "smoke", seed=0, forget_fraction=0.2, pool_size=300), device="cpu")
     assert len(changed.split.train) == 300 < len(plain.split.train)
     assert len(changed.split.forget) == pytest.approx(0.2 * 300, abs=10)
     assert changed.key["original"] != plain.key["original"], "a smaller pool trains its own original"
-    full = tasks.book_problem("full_class", "smoke", seed=0, device="cpu", knobs={"forget_class": 3})
+    full = tasks.build(tasks.spec("full_class", "smoke", seed=0, forget_class=3), device="cpu")
     assert set(full.split.forget.y.tolist()) == {3}
-    with pytest.raises(ValueError, match="scenario knob 'pool'"):
-        tasks.book_problem("full_class", "smoke", seed=0, device="cpu", knobs={"pool": 10})
+    with pytest.raises(ValueError, match=r"unknown full_class knob 'pool'; allowed: 'forget_class', 'pool_size'"):
+        tasks.spec("full_class", "smoke", seed=0, pool=10)
+    with pytest.raises(ValueError, match=r"unknown full_class knob 'forget_fraction'"):
+        tasks.spec("full_class", "smoke", seed=0, forget_fraction=0.2)  # not this scenario's: refused, not ignored
+    with pytest.raises(ValueError, match=r"forget_fraction=1.5 is out of range"):
+        tasks.spec("random_subset", "smoke", seed=0, forget_fraction=1.5)

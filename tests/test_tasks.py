@@ -1,6 +1,7 @@
 """The shared image tasks: one training pool per task, one original model for every split, and
 the forgetting problems (:func:`make_problem`) cut from them."""
 
+import pickle
 from dataclasses import replace
 
 import pytest
@@ -84,9 +85,16 @@ def test_tasks_and_protocols_per_profile():
         tasks.Protocol(seeds=2, retain_eval=1, grid=harness.Grid())
 
 
-def test_book_problem_refuses_an_unknown_key_before_work():
-    with pytest.raises(ValueError, match=r"unknown problem 'sub_class'; allowed: 'full_class', 'random_subset'"):
-        tasks.book_problem("sub_class", "smoke", seed=0, device="cpu")
+def test_a_problem_spec_is_checked_data_and_refuses_an_unknown_problem_before_work():
+    with pytest.raises(ValueError, match=r"unknown problem 'sub-class'; allowed: 'full_class', 'random_subset'"):
+        tasks.spec("sub-class", "smoke", seed=0)
+    with pytest.raises(ValueError, match=r"unknown profile 'laptop'"):
+        tasks.spec("full_class", "laptop", seed=0)
+    made = tasks.spec("random_subset", "cpu", seed=2, pool_size=500, forget_fraction=0.2)
+    assert made == tasks.spec("random_subset", "cpu", seed=2, forget_fraction=0.2, pool_size=500), "knob order is not data"
+    assert made.knobs == (("forget_fraction", 0.2), ("pool_size", 500))
+    assert made.label == "random_subset(seed=2, forget_fraction=0.2, pool_size=500)"
+    assert pickle.loads(pickle.dumps(made)) == made, "a spec travels to a Ray worker"
 
 
 # --- make_problem ----------------------------------------------------------------------------

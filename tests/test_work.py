@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from unlearnkit import runner
-from unlearnkit.experiments import harness, work
+from unlearnkit.experiments import harness, tasks, work
 from unlearnkit.train import cached_train, keys_only, load_entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,11 +57,12 @@ def test_plan_lists_every_training_and_run_and_trains_nothing(ch3_work, cache):
 def test_plan_keys_are_the_chapter_s_cache_entries(ch3_work, cache):
     """Building a problem normally writes exactly the model entries the plan names for it."""
     chapter_work, _ = ch3_work
-    recipe = chapter_work["cifar"].problems[0]
-    planned = {u.key for u in work.plan(work.Work("t", problems=(recipe,)))}
-    recipe.build(device="cpu")
+    spec = chapter_work["cifar"].problems[0]
+    alone = work.Work("t", (replace(chapter_work["cifar"], problems=(spec,), methods=("retrain",)),))
+    planned = {u.key for u in work.plan(alone)}
+    tasks.build(spec, device="cpu")
     assert _models(cache) == planned
-    assert all(u.cached for u in work.plan(work.Work("t", problems=(recipe,))))
+    assert all(u.cached for u in work.plan(alone))
 
 
 def test_executed_units_are_what_compare_reads(ch3_work, cache):
@@ -81,13 +83,13 @@ def test_executed_units_are_what_compare_reads(ch3_work, cache):
 
 def test_a_process_builds_a_problem_once_for_its_run_units(ch3_work, cache, monkeypatch):
     """Run units on one problem reuse the problem the first built (a Ray worker's memo); a
-    problem of another recipe pushes the oldest out after work.KEEP_PROBLEMS."""
+    problem of another spec pushes the oldest out after work.KEEP_PROBLEMS."""
     chapter_work, context = ch3_work
     units = work.plan(chapter_work)
     work.execute_all([u for u in units if u.kind == "train"], context, report=lambda line: None)
     built = []
-    real_build = work.Recipe.build
-    monkeypatch.setattr(work.Recipe, "build", lambda self, **kw: built.append(self.label) or real_build(self, **kw))
+    real_build = tasks.ProblemSpec.build
+    monkeypatch.setattr(tasks.ProblemSpec, "build", lambda self, **kw: built.append(self.label) or real_build(self, **kw))
     monkeypatch.setattr(work, "_BUILT", type(work._BUILT)())
     runs = [u for u in units if u.kind == "run"]
     problems = {u.job[1].label for u in runs}

@@ -72,6 +72,13 @@ class Settings:
         """The data root the parameters name (None: ``$UNLEARNKIT_DATA``, else ./data)."""
         return self.values.get("data_root") or None
 
+    def spec(self, problem: str, seed: int, **knobs) -> tasks.ProblemSpec:
+        """The problem ``problem`` (:data:`.tasks.PROBLEM_KNOBS`) at ``seed`` with this run's
+        knobs that it takes, and ``knobs`` on top (:func:`.tasks.spec`)."""
+        taken = tasks.PROBLEM_KNOBS.get(problem, ())
+        return tasks.spec(problem, self.profile, seed=seed, root=self.root,
+                          **{**{k: v for k, v in self.knobs.items() if k in taken}, **knobs})
+
     def recorder(self) -> Recorder:
         """The chapter's :class:`~unlearnkit.record.Recorder`, holding these parameters and, in
         the results file's ``config``, what they resolved to: the chapter's configuration, the
@@ -133,7 +140,7 @@ def settings(chapter: str, namespace: Mapping[str, Any] | None = None, *, book: 
     runtime.deterministic(values.get("deterministic", False))
     plugin_methods = tuple(options.load_plugins(values.get("plugins", [])))
     method_overrides = options.check_method_overrides(values.get("method_overrides", {}), profile)
-    knobs = options.check_scenario_knobs(**{k: values[k] for k in tasks.SCENARIO_KNOBS if k in values})
+    knobs = tasks.check_knobs(**{k: values[k] for k in tasks.SCENARIO_KNOBS if k in values})
     protocol = tasks.protocol(profile, n_seeds=values.get("n_seeds"))
     protocol = replace(protocol, grid=options.grid_for(protocol.grid, method_overrides))
     device = runtime.resolve_device(values.get("device", "auto"))

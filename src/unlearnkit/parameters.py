@@ -134,9 +134,9 @@ def _check_option(function: str):
 
 
 def _check_scenario_knob(name: str, value, chapter_dir: Path) -> None:
-    from .experiments import options
+    from .experiments import tasks
 
-    options.check_scenario_knobs(**{name: value})
+    tasks.check_knobs(**{name: value})
 
 
 # Value checks of chapter parameters, by name or by ``*_suffix``; None marks a parameter left free.

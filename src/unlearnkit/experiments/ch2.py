@@ -1,8 +1,8 @@
 """Chapter 2 experiments: DLFD, distribution-level feature distancing (Choi & Na, AAAI 2025).
 
-* :func:`face_problem`: identity forgetting on faces, the book's problem (CK+48 at ``cpu``), or
+* :func:`face_spec`: identity forgetting on faces, the book's problem (CK+48 at ``cpu``), or
   DLFD's released MUFAC / RAF-DB split at ``paper`` when present; CIFAR-10 random 10 % is the
-  book's problem too (:func:`.tasks.book_problem`).
+  book's problem too (:func:`.tasks.spec`).
 * The comparison is the book's (:func:`.harness.compare`); :func:`ablation_rows` adds DLFD
   without its OT term, :func:`collapse_rows` the feature–label correlation of
   :func:`feature_label_correlation` (correlation collapse) of the tuned models.
@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,20 +32,18 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from .. import dryrun, facts
-from ..config import (SMOKE_WHY, Change, as_dict, build_config, change_rows, changes_for, check_choice,
+from ..config import (SMOKE_WHY, Change, build_config, change_rows, changes_for, check_choice,
                       check_profile, check_range, with_changes)
 from ..data.core import Split, TensorSet
-from ..data.faces import (MUFAC_FOLDER, MUFAC_FORGET_COUNT, RAF_FOLDER, load_mufac, load_rafdb, mufac_split,
-                          rafdb_split)
+from ..data.faces import MUFAC_FOLDER, RAF_FOLDER
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.dlfd import DLFDConfig, PAPER_SETTINGS, dlfd_train, perturb_batch
-from ..models import build_model
 from ..runtime import data_root, generator, single_threaded
-from ..train import cached_train, penultimate_features, train_model
+from ..train import penultimate_features
 from .harness import Problem, budget_settings, diverged, load_unlearned, main_rows, means, run_method
 from .options import chapter_methods, merged_base
-from .tasks import TABLE_BASELINES, book_problem, face_task, test_accuracy
+from .tasks import TABLE_BASELINES, ProblemSpec
 from .work import Work, comparison
 
 FACE_SOURCES = ("synthetic-faces", "ckplus", "mufac", "rafdb", "auto")
@@ -93,9 +90,6 @@ def official_label(method: str) -> str:
     baselines DLFD's code implements differently from their papers (:data:`OFFICIAL_VARIANTS`)."""
     return f"{label(method)} (DLFD's variant)" if method in OFFICIAL_VARIANTS and method != "dlfd_released" \
         else label(method)
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def label(method: str) -> str:
@@ -221,47 +215,14 @@ def face_settings(cfg: Ch2Config) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------- problems
 
-def _released_face_problem(cfg: Ch2Config, seed: int, *, device, root, progress: bool) -> Problem:
-    """MUFAC or RAF-DB with the released split and normalisation (ImageNet stats for MUFAC)."""
-    source = cfg.face_source
-    if source == "mufac":
-        data = dryrun.shrink(load_mufac(root, size=cfg.face_image_size))
-        count = dryrun.mufac_forget_count(len(data.train), MUFAC_FORGET_COUNT)
-        split, mean, std = mufac_split(data, count), IMAGENET_MEAN, IMAGENET_STD
-    else:
-        split, mean, std = rafdb_split(dryrun.shrink(load_rafdb(root, size=cfg.face_image_size))), 0.5, 0.5
-    recipe = replace(face_task(cfg.profile).train, seed=seed)
-    key = {"dataset": source, "size": cfg.face_image_size, "train": as_dict(recipe)}
-    example = split.retain.x[0]
-
-    def build() -> nn.Module:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return build_model(recipe.model, split.num_classes, in_channels=example.shape[0],
-                               image_size=example.shape[-1], mean=mean, std=std)
-
-    def trained(role: str, data: TensorSet):
-        fit = lambda m: train_model(m, data, recipe, device=device, progress=progress, desc=f"{role} seed {seed}")
-        return cached_train({"role": role, **key}, build, fit, device=device)
-
-    (original, info_o), (retrained, info_r) = trained("original", split.train), trained("retrained", split.retain)
-    models = [{"role": role, "task": source, "model": recipe.model, "seed": seed, "cache_key": Path(i["path"]).stem,
-               "cache_hit": bool(i["hit"]), "train_seconds": float(i["train_seconds"]),
-               "test_accuracy": test_accuracy(m, split.test, device=device)}
-              for role, m, i in (("original", original, info_o), ("retrained", retrained, info_r))]
-    problem_key = {**key, "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
-    return Problem(source, "identity", seed, split, original, retrained, float(info_r["train_seconds"]),
-                   recipe.epochs, models, problem_key)
-
-
-def face_problem(cfg: Ch2Config, seed: int, *, device, root=None, progress: bool = False,
-                 knobs: dict | None = None) -> Problem:
-    """Identity forgetting on faces: the book's problem (forget every image of 15 % of the
-    subjects; ``knobs``: :data:`.tasks.SCENARIO_KNOBS`), or DLFD's released split of MUFAC /
-    RAF-DB, which takes no knobs. On the released splits Retrain's time is its stored training time."""
+def face_spec(settings, seed: int) -> ProblemSpec:
+    """Identity forgetting on faces at ``seed``: the book's problem (forget every image of 15 %
+    of the subjects; the run's knobs apply), or DLFD's released split of MUFAC / RAF-DB when the
+    chapter's ``face_source`` is one (:func:`.tasks.released_face_problem`, no knobs)."""
+    cfg = settings.config
     if cfg.face_source in ("mufac", "rafdb"):
-        return _released_face_problem(cfg, seed, device=device, root=root, progress=progress)
-    return book_problem("identity", cfg.profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
+        return settings.spec(cfg.face_source, seed, image_size=cfg.face_image_size)
+    return settings.spec("identity", seed)
 
 
 def chapter_config(values: Mapping, root=None) -> Ch2Config:
@@ -277,13 +238,11 @@ def work(settings) -> Work:
     random subset, at every seed of ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
     cfg = settings.config
     compared = ("retrain", *cfg.methods)
-    faces = [dict(cfg=cfg, seed=s, root=settings.root, knobs=settings.knobs) for s in settings.seeds]
-    cifar = [dict(key="random_subset", profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
-             for s in settings.seeds]
+    faces = [face_spec(settings, s) for s in settings.seeds]
+    cifar = [settings.spec("random_subset", s) for s in settings.seeds]
     return Work("02_dlfd", (
-        comparison("faces", face_problem, faces, compared, settings,
-                   base=merged_base(face_settings(cfg), settings.method_overrides)),
-        comparison("cifar", book_problem, cifar, compared, settings)))
+        comparison("faces", faces, compared, settings, base=merged_base(face_settings(cfg), settings.method_overrides)),
+        comparison("cifar", cifar, compared, settings)))
 
 
 # ---------------------------------------------------------------------------- measurements

@@ -6,7 +6,7 @@
 * :func:`sensitivity_observations`: per-sample ‖∇ₓf_k‖ at initialisation, after training and
   after retraining without the forget set.
 * The main table is the book's comparison (:func:`unlearnkit.experiments.harness.compare`) on
-  :func:`chapter_problem` (the book's CIFAR-10 problems; CIFAR-20 sub-class at ``paper``).
+  the book's CIFAR-10 problems (:func:`.tasks.spec`; CIFAR-20 sub-class at ``paper``).
 * :func:`mumis_ablation` / :func:`unbounded_curve`: loss terms, δ, learning rate, no stopping,
   around the tuned pick.
 * :func:`step_time_ratio`: a MU-Mis step against a plain training step on the same batch.
@@ -30,23 +30,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, jacrev, vmap
 
-from pathlib import Path
-
 from .. import dryrun
-from ..config import (SMOKE_WHY, Change, as_dict, build_config, change_rows, changes_for, check_choice,
+from ..config import (SMOKE_WHY, Change, build_config, change_rows, changes_for, check_choice,
                       check_profile, check_range, with_changes)
-from ..data.core import Split, TensorSet
+from ..data.core import TensorSet
 from ..methods import get_method
 from ..methods.base import RunContext, as_input
 from ..methods.mumis import MuMisConfig, run_mumis
 from ..metrics import avg_gap
-from ..models import build_model
 from ..runtime import generator
 from ..sensitivity import class_sensitivity_norms, draw_irrelevant_classes, mumis_loss
-from ..train import TrainConfig, cached_train, predict, train_model
+from ..train import predict
 from .harness import Problem, budget_settings, measure, reference_metrics
 from .options import chapter_methods
-from .tasks import TABLE_BASELINES, ImageTask, book_problem, test_accuracy, train_retrained
+from .tasks import TABLE_BASELINES
 from .work import Work, comparison
 
 METHOD_LABELS = {"retrain": "Retrain", "finetune": "FT", "neggrad": "GA", "random_labels": "RL",
@@ -127,12 +124,6 @@ class Ch3Config:
 
 METHODS = (*TABLE_BASELINES["cheng2024mumis"], "mumis")
 """The methods of the paper's tables (Retrain is every problem's reference row)."""
-
-
-def _cifar20_task() -> ImageTask:
-    return ImageTask("cifar100", "resnet18",
-                     TrainConfig(model="resnet18", epochs=182, batch_size=128, lr=0.1, schedule="multistep",
-                                 milestones=(91, 136)))
 
 
 PAPER = dict(problems=("full_class", "random_subset", "sub_class"), observe_n=1000, theory=TheoryConfig(),
@@ -342,52 +333,7 @@ def contribution_sweep(cfg: Ch3Config, seed: int) -> tuple[pd.DataFrame, pd.Data
     return pd.concat(links, ignore_index=True), pd.concat(samples, ignore_index=True)
 
 
-# ---------------------------------------------------------------------------- models and splits
-
-def initial_model(task: ImageTask, num_classes: int, example: torch.Tensor, seed: int) -> nn.Module:
-    """The untrained network the original of ``seed`` started from (same builder, same seed)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return build_model(task.model, num_classes, in_channels=example.shape[0], image_size=example.shape[-1]).eval()
-
-
-def superclass_original(task: ImageTask, split: Split, *, seed: int, device,
-                        progress: bool = False) -> tuple[nn.Module, dict]:
-    """The original model of a sub-class split: ``task.train`` on ``split.train`` with the
-    superclass labels (CIFAR-20), cached like every trained model.
-
-    :func:`~unlearnkit.experiments.tasks.train_original` trains on the fine labels; the
-    sub-class task needs the coarse ones, and its pool does not depend on the forget class.
-    """
-    cfg = replace(task.train, seed=seed)
-    key = {"role": "original-superclass", "task": as_dict(replace(task, train=cfg))}
-
-    def fit(model: nn.Module) -> nn.Module:
-        return train_model(model, split.train, cfg, device=device, progress=progress, desc=f"original seed {seed}")
-
-    return cached_train(key, lambda: initial_model(task, split.num_classes, split.forget.x[0], seed), fit,
-                        device=device)
-
-
-def chapter_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False,
-                    knobs: dict | None = None) -> Problem:
-    """The book's problem ``key`` at ``seed`` (``knobs``: :data:`.tasks.SCENARIO_KNOBS`), or
-    CIFAR-20 sub-class forgetting ("rocket") at ``paper``, which takes no knobs."""
-    if key != "sub_class":
-        return book_problem(key, profile, seed=seed, device=device, root=root, progress=progress, knobs=knobs)
-    task = _cifar20_task()
-    split = task.split("sub_class", seed=seed, root=root, subclass="rocket")
-    original, info_o = superclass_original(task, split, seed=seed, device=device, progress=progress)
-    retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
-    models = [{"role": role, "task": "cifar20", "model": task.model, "seed": seed,
-               "cache_key": Path(info["path"]).stem, "cache_hit": bool(info["hit"]),
-               "train_seconds": float(info["train_seconds"]), "test_accuracy": test_accuracy(m, split.test, device=device)}
-              for role, m, info in (("original", original, info_o), ("retrained", retrained, info_r))]
-    problem_key = {"task": as_dict(task), "split": {k: v for k, v in split.info.items() if k not in ("source", "counts")},
-                   "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
-    return Problem("cifar20", "sub_class", seed, split, original, retrained, float(info_r["seconds_this_run"]),
-                   task.train.epochs, models, problem_key)
-
+# ---------------------------------------------------------------------------- the plan
 
 def chapter_config(values: Mapping, root=None) -> Ch3Config:
     """The chapter's config from its parameter values (:func:`unlearnkit.chapter.settings`):
@@ -400,9 +346,8 @@ def work(settings) -> Work:
     lists them): Retrain and the config's ``methods`` on its problems at every seed of
     ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
     cfg = settings.config
-    problems = [dict(key=key, profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
-                for key in cfg.problems for s in settings.seeds]
-    return Work("03_mumis", (comparison("cifar", chapter_problem, problems, ("retrain", *cfg.methods), settings),))
+    problems = [settings.spec(key, s) for key in cfg.problems for s in settings.seeds]
+    return Work("03_mumis", (comparison("cifar", problems, ("retrain", *cfg.methods), settings),))
 
 
 def comparison_findings(table: pd.DataFrame) -> dict:

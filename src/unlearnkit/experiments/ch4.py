@@ -33,7 +33,7 @@ from ..selection import SCORERS, removal_mask, score
 from ..train import penultimate_features
 from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
 from .options import chapter_methods
-from .tasks import SCENARIOS, book_problem
+from .tasks import PROBLEM_KNOBS, SCENARIOS, build, spec
 from .work import Work, comparison
 
 TASK_LABELS = {"full_class": "CIFAR-10 full class", "random_subset": "CIFAR-10 random 10%",
@@ -220,9 +220,8 @@ def work(settings) -> Work:
     lists them): every method of the config's ``methods`` on the book's problems at every seed
     of ``settings`` (:class:`unlearnkit.chapter.Settings`)."""
     cfg = settings.config
-    problems = [dict(key=key, profile=cfg.profile, seed=s, root=settings.root, knobs=settings.knobs)
-                for key in cfg.problems for s in settings.seeds]
-    return Work("04_head-to-head", (comparison("head_to_head", book_problem, problems, cfg.methods, settings),))
+    problems = [settings.spec(key, s) for key in cfg.problems for s in settings.seeds]
+    return Work("04_head-to-head", (comparison("head_to_head", problems, cfg.methods, settings),))
 
 
 # ---------------------------------------------------------------------------- variance study
@@ -237,8 +236,9 @@ def variance_runs(cfg: Ch4Config, picks: dict[str, dict], *, device, root=None, 
     rows = []
     for original_seed in levels:
         for forget_seed in levels:
-            problem = book_problem("random_subset", cfg.profile, seed=forget_seed, original_seed=original_seed,
-                                   device=device, root=root, knobs=knobs)
+            problem = build(spec("random_subset", cfg.profile, seed=forget_seed, original_seed=original_seed, root=root,
+                                 **{k: v for k, v in (knobs or {}).items() if k in PROBLEM_KNOBS["random_subset"]}),
+                            device=device)
             reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
             for name in cfg.variance_methods:
                 for method_seed in levels:

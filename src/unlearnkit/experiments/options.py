@@ -122,24 +122,6 @@ def check_n_seeds(n_seeds: int | None) -> int | None:
     return n_seeds
 
 
-def check_scenario_knobs(*, forget_class=None, forget_fraction=None, forget_subject_fraction=None,
-                         pool_size=None) -> dict:
-    """The problem knobs that are set (None: the book's), checked for type and range; the class
-    name itself is checked against the dataset when the split is cut, before any training."""
-    if forget_class is not None and (isinstance(forget_class, bool) or not isinstance(forget_class, (str, int))):
-        raise TypeError(f"forget_class must be a class name or index; got {forget_class!r}")
-    for name, value in (("forget_fraction", forget_fraction), ("forget_subject_fraction", forget_subject_fraction)):
-        if value is not None:
-            check_range(name, value, 0, 1, low_open=True, high_open=True)
-    if pool_size is not None:
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
-            raise TypeError(f"pool_size must be an int (training images) or None (the profile's); got {pool_size!r}")
-        check_range("pool_size", pool_size, 10)
-    knobs = dict(forget_class=forget_class, forget_fraction=forget_fraction,
-                 forget_subject_fraction=forget_subject_fraction, pool_size=pool_size)
-    return {k: v for k, v in knobs.items() if v is not None}
-
-
 def profile_block(profile: str, chapter_rows: Sequence[Mapping], methods: Sequence[str] = (), *,
                   tasks: tuple[str, ...] = ("cifar10", "faces")) -> list[dict]:
     """Every line by which ``profile`` departs from the paper profile, each with its reason:

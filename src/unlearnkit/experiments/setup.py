@@ -13,8 +13,8 @@ from .. import figures
 from ..config import check_profile
 from ..data import Split, TensorSet, load_dataset
 from ..metrics import per_sample_loss
-from .tasks import ImageTask, cifar10_task, train_original
-from .work import Work, recipe
+from .tasks import ImageTask, cifar10_task
+from .work import Training, Work
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ def chapter_config(values, root=None) -> SetupProfile:
 def work(settings) -> Work:
     """The chapter's trainings (:mod:`.work`): the CIFAR-10 original of every seed of
     ``settings`` (the originals every later chapter's problems start from)."""
-    return Work("00_setup", problems=tuple(recipe(train_original, task=settings.config.task, seed=s, root=settings.root)
-                                           for s in settings.seeds))
+    return Work("00_setup", trainings=tuple(Training(settings.config.task, s, settings.root) for s in settings.seeds))
 
 
 def dataset_table(cfg: SetupProfile, root=None) -> tuple[pd.DataFrame, dict[str, str]]:

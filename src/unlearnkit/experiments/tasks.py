@@ -19,6 +19,8 @@ from torch import nn
 from .. import dryrun
 from ..config import Change, as_dict, change_rows, check_choice, check_profile, check_range, with_changes
 from ..data import Split, make_split
+from ..data.core import TensorSet
+from ..data.faces import MUFAC_FORGET_COUNT, load_mufac, load_rafdb, mufac_split, rafdb_split
 from ..data.splits import training_pool
 from ..metrics import Timer, accuracy, cached_accuracy
 from ..models import build_model
@@ -366,24 +368,190 @@ SCENARIO_KNOBS = ("forget_class", "forget_fraction", "forget_subject_fraction", 
 each of the first three replaces the split argument of the scenarios that have it, ``pool_size``
 caps the CIFAR-10 training pool (a new original per seed)."""
 
+PROBLEM_KNOBS = {"full_class": ("forget_class", "pool_size"), "random_subset": ("forget_fraction", "pool_size"),
+                 "identity": ("forget_subject_fraction",), "sub_class": (), "mufac": ("image_size",),
+                 "rafdb": ("image_size",)}
+"""Every problem :func:`build` makes → the knobs it takes: the book's three (:data:`SCENARIOS`),
+CIFAR-20 sub-class forgetting ("rocket", MU-Mis at ``paper``) and DLFD's released face splits
+(MUFAC, RAF-DB; ``image_size``: the side the images are resized to)."""
 
-def book_problem(key: str, profile: str, *, seed: int, device, root=None, progress: bool = False,
-                 original_seed: int | None = None, knobs: dict | None = None) -> Problem:
-    """The book's problem ``key`` (:data:`SCENARIOS`) at ``profile`` and ``seed`` (:func:`make_problem`);
-    ``knobs`` (names of :data:`SCENARIO_KNOBS`) change the scenario or the pool."""
-    check_choice("problem", key, tuple(SCENARIOS))
-    knobs = dict(knobs or {})
+
+def check_knobs(*, forget_class=None, forget_fraction=None, forget_subject_fraction=None, pool_size=None,
+                image_size=None) -> dict:
+    """The problem knobs that are set (None: the book's), checked for type and range; the class
+    name itself is checked against the dataset when the split is cut, before any training."""
+    if forget_class is not None and (isinstance(forget_class, bool) or not isinstance(forget_class, (str, int))):
+        raise TypeError(f"forget_class must be a class name or index; got {forget_class!r}")
+    for name, value in (("forget_fraction", forget_fraction), ("forget_subject_fraction", forget_subject_fraction)):
+        if value is not None:
+            check_range(name, value, 0, 1, low_open=True, high_open=True)
+    for name, value, low in (("pool_size", pool_size, 10), ("image_size", image_size, 8)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None (the profile's); got {value!r}")
+            check_range(name, value, low)
+    knobs = dict(forget_class=forget_class, forget_fraction=forget_fraction,
+                 forget_subject_fraction=forget_subject_fraction, pool_size=pool_size, image_size=image_size)
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """One forgetting problem as data (frozen, picklable: a Ray worker builds it from the spec).
+
+    problem: a key of :data:`PROBLEM_KNOBS`; profile and seed as everywhere; knobs: the
+    problem's knobs that are set, as sorted ``(name, value)`` pairs; root: the data folder
+    (None: the default); original_seed: pairs the split of ``seed`` with another seed's
+    original (the variance study; None: ``seed``). Make one with :func:`spec`, build it with
+    :func:`build`.
+    """
+
+    problem: str
+    profile: str
+    seed: int
+    knobs: tuple[tuple[str, object], ...] = ()
+    root: str | None = None
+    original_seed: int | None = None
+
+    @property
+    def label(self) -> str:
+        """e.g. ``random_subset(seed=1, forget_fraction=0.2)``."""
+        shown = [("seed", self.seed), *([("original_seed", self.original_seed)] if self.original_seed is not None
+                                        else []), *self.knobs]
+        return f"{self.problem}({', '.join(f'{k}={v}' for k, v in shown)})"
+
+    def build(self, *, device, progress: bool = False) -> Problem:
+        """:func:`build` of this spec."""
+        return build(self, device=device, progress=progress)
+
+
+def spec(problem: str, profile: str, *, seed: int, root=None, original_seed: int | None = None,
+         **knobs) -> ProblemSpec:
+    """The :class:`ProblemSpec` of ``problem`` at ``profile`` and ``seed`` with ``knobs`` (the
+    names :data:`PROBLEM_KNOBS` allows it); an unknown problem, a knob the problem does not take
+    or a bad value raises, naming the allowed ones. Nothing is loaded or trained."""
+    check_choice("problem", problem, tuple(PROBLEM_KNOBS))
+    check_profile(profile)
     for name in knobs:
-        check_choice("scenario knob", name, SCENARIO_KNOBS)
-    task_name, scenario, kwargs = SCENARIOS[key]
-    task = cifar10_task(profile) if task_name == "cifar10" else face_task(profile)
-    if profile == "smoke" and "forget_class" in kwargs:
+        check_choice(f"{problem} knob", name, PROBLEM_KNOBS[problem])
+    set_knobs = check_knobs(**knobs)
+    return ProblemSpec(problem, profile, seed, tuple(sorted(set_knobs.items())), None if root is None else str(root),
+                       original_seed)
+
+
+def build(spec: ProblemSpec, *, device, progress: bool = False) -> Problem:
+    """The :class:`~.harness.Problem` of ``spec``, its models trained or read from the model
+    cache (:func:`make_problem` for the book's three; :func:`sub_class_problem`,
+    :func:`released_face_problem` for the others)."""
+    knobs = dict(spec.knobs)
+    if spec.problem == "sub_class":
+        return sub_class_problem(spec.seed, device=device, root=spec.root, progress=progress)
+    if spec.problem in ("mufac", "rafdb"):
+        return released_face_problem(spec.problem, spec.profile, spec.seed, image_size=knobs.get("image_size", 128),
+                                     device=device, root=spec.root, progress=progress)
+    task_name, scenario, kwargs = SCENARIOS[spec.problem]
+    task = cifar10_task(spec.profile) if task_name == "cifar10" else face_task(spec.profile)
+    if spec.profile == "smoke" and "forget_class" in kwargs:
         kwargs = {"forget_class": 0}
     kwargs = {k: knobs.get(k, v) for k, v in kwargs.items()}
-    if task_name == "cifar10" and knobs.get("pool_size") is not None:
+    if knobs.get("pool_size") is not None:
         task = replace(task, max_train=knobs["pool_size"])
-    return make_problem(task, scenario, seed=seed, device=device, root=root, progress=progress,
-                        original_seed=original_seed, **kwargs)
+    return make_problem(task, scenario, seed=spec.seed, device=device, root=spec.root, progress=progress,
+                        original_seed=spec.original_seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------- CIFAR-20 sub-class
+
+def cifar20_task() -> ImageTask:
+    """CIFAR-100 with its 20 superclasses as labels, trained with the papers' ResNet-18 recipe."""
+    return ImageTask("cifar100", "resnet18",
+                     TrainConfig(model="resnet18", epochs=182, batch_size=128, lr=0.1, schedule="multistep",
+                                 milestones=(91, 136)))
+
+
+def initial_model(task: ImageTask, num_classes: int, example: torch.Tensor, seed: int) -> nn.Module:
+    """The untrained network the original of ``seed`` started from (same builder, same seed)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_model(task.model, num_classes, in_channels=example.shape[0], image_size=example.shape[-1]).eval()
+
+
+def superclass_original(task: ImageTask, split: Split, *, seed: int, device,
+                        progress: bool = False) -> tuple[nn.Module, dict]:
+    """The original model of a sub-class split: ``task.train`` on ``split.train`` with the
+    superclass labels (CIFAR-20), cached like every trained model.
+
+    :func:`train_original` trains on the fine labels; the sub-class task needs the coarse ones,
+    and its pool does not depend on the forget class.
+    """
+    cfg = replace(task.train, seed=seed)
+    key = {"role": "original-superclass", "task": as_dict(replace(task, train=cfg))}
+
+    def fit(model: nn.Module) -> nn.Module:
+        return train_model(model, split.train, cfg, device=device, progress=progress, desc=f"original seed {seed}")
+
+    return cached_train(key, lambda: initial_model(task, split.num_classes, split.forget.x[0], seed), fit,
+                        device=device)
+
+
+def _plain_rows(task_name: str, model_name: str, seed: int, trained, test: TensorSet, *, device) -> list[dict]:
+    """The ``models`` rows of ``trained`` = ``[(role, model, info), ...]``, accuracy on ``test``."""
+    return [{"role": role, "task": task_name, "model": model_name, "seed": seed, "cache_key": Path(info["path"]).stem,
+             "cache_hit": bool(info["hit"]), "train_seconds": float(info["train_seconds"]),
+             "test_accuracy": test_accuracy(m, test, device=device)} for role, m, info in trained]
+
+
+def sub_class_problem(seed: int, *, device, root=None, progress: bool = False) -> Problem:
+    """CIFAR-20 sub-class forgetting: forget the fine class "rocket" of superclass "vehicles 2"."""
+    task = cifar20_task()
+    split = task.split("sub_class", seed=seed, root=root, subclass="rocket")
+    original, info_o = superclass_original(task, split, seed=seed, device=device, progress=progress)
+    retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
+    models = _plain_rows("cifar20", task.model, seed, [("original", original, info_o), ("retrained", retrained, info_r)],
+                         split.test, device=device)
+    problem_key = {"task": as_dict(task), "split": {k: v for k, v in split.info.items() if k not in ("source", "counts")},
+                   "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
+    return Problem("cifar20", "sub_class", seed, split, original, retrained, float(info_r["seconds_this_run"]),
+                   task.train.epochs, models, problem_key)
+
+
+# ---------------------------------------------------------------------------- released face splits
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def released_face_problem(source: str, profile: str, seed: int, *, image_size: int, device, root=None,
+                          progress: bool = False) -> Problem:
+    """DLFD's released split of MUFAC (ImageNet normalisation) or RAF-DB, images resized to
+    ``image_size``, trained with the faces task's recipe at ``profile``. Retrain's time is its
+    stored training time."""
+    check_choice("released face split", source, ("mufac", "rafdb"))
+    if source == "mufac":
+        data = dryrun.shrink(load_mufac(root, size=image_size))
+        count = dryrun.mufac_forget_count(len(data.train), MUFAC_FORGET_COUNT)
+        split, mean, std = mufac_split(data, count), IMAGENET_MEAN, IMAGENET_STD
+    else:
+        split, mean, std = rafdb_split(dryrun.shrink(load_rafdb(root, size=image_size))), 0.5, 0.5
+    recipe = replace(face_task(profile).train, seed=seed)
+    key = {"dataset": source, "size": image_size, "train": as_dict(recipe)}
+    example = split.retain.x[0]
+
+    def build() -> nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build_model(recipe.model, split.num_classes, in_channels=example.shape[0],
+                               image_size=example.shape[-1], mean=mean, std=std)
+
+    def trained(role: str, data: TensorSet):
+        fit = lambda m: train_model(m, data, recipe, device=device, progress=progress, desc=f"{role} seed {seed}")
+        return cached_train({"role": role, **key}, build, fit, device=device)
+
+    (original, info_o), (retrained, info_r) = trained("original", split.train), trained("retrained", split.retain)
+    models = _plain_rows(source, recipe.model, seed, [("original", original, info_o), ("retrained", retrained, info_r)],
+                         split.test, device=device)
+    problem_key = {**key, "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
+    return Problem(source, "identity", seed, split, original, retrained, float(info_r["train_seconds"]),
+                   recipe.epochs, models, problem_key)
 
 
 def problem_label(key: str, profile: str, knobs: dict | None = None) -> str:

@@ -1,13 +1,14 @@
 """A chapter's expensive units as one plan: the chapter runs it, ``python -m unlearnkit plan``
 lists it and ``python -m unlearnkit warm`` spreads it over a Ray cluster.
 
-* :class:`Recipe`: a picklable call that builds a :class:`~.harness.Problem` (a function's
-  dotted name and its keyword arguments), e.g. the book's CIFAR-10 full-class problem at seed 1.
-* :class:`Comparison`: problems plus the arguments of :func:`.harness.compare`.
-* :class:`Work`: a chapter's comparisons, and problems it builds without comparing them.
+* A problem is data: a :class:`.tasks.ProblemSpec` (e.g. the book's CIFAR-10 full-class
+  problem at seed 1), built by :func:`.tasks.build`, on any machine.
+* :class:`Comparison`: problem specs plus the arguments of :func:`.harness.compare`.
+* :class:`Training`: an original trained without cutting a problem (chapter 0's).
+* :class:`Work`: a chapter's comparisons, and trainings it runs without comparing them.
 * :func:`plan`: the units of a :class:`Work`: one ``train`` per model cache entry, one ``run``
   per grid point on a tuning problem, one ``picks`` per method and problem (the rule's and the
-  oracle's picks, whose settings the grid decides). Keys come from the chapter's own builders,
+  oracle's picks, whose settings the grid decides). Keys come from the problems' own builders,
   run under :func:`unlearnkit.train.keys_only`, so the plan and the chapter cannot disagree.
 * :func:`execute`: do one unit, writing the model or run cache (what a Ray worker calls).
 
@@ -19,7 +20,6 @@ cached trainings of the same model (NaN when none is cached yet).
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -34,32 +34,26 @@ import pandas as pd
 from ..runtime import cache_root
 from ..train import keys_only
 from . import harness
+from .tasks import ImageTask, ProblemSpec, build, train_original
 
 KINDS = ("train", "run", "picks")
 
 
-@dataclass(frozen=True, eq=False)
-class Recipe:
-    """``function(**kwargs, device=, progress=)`` builds one problem (in :attr:`Work.problems`,
-    anything whose models the chapter trains, e.g. an original); ``function`` is a dotted name
-    (``"unlearnkit.experiments.tasks:book_problem"``), so a recipe travels to other machines."""
+@dataclass(frozen=True)
+class Training:
+    """The original of ``task`` at ``seed`` (:func:`.tasks.train_original`), trained without
+    cutting a problem: chapter 0's originals, which every later chapter's problems start from."""
 
-    function: str
-    kwargs: dict = field(default_factory=dict)
+    task: ImageTask
+    seed: int
+    root: str | None = None
 
     def build(self, *, device, progress: bool = False):
-        module, name = self.function.split(":")
-        return getattr(importlib.import_module(module), name)(**self.kwargs, device=device, progress=progress)
+        return train_original(self.task, seed=self.seed, device=device, root=self.root, progress=progress)
 
     @property
     def label(self) -> str:
-        shown = {k: v for k, v in self.kwargs.items() if k in ("key", "seed", "original_seed") and v is not None}
-        return f"{self.function.split(':')[1]}({', '.join(f'{k}={v}' for k, v in shown.items())})"
-
-
-def recipe(function: Callable, **kwargs) -> Recipe:
-    """The :class:`Recipe` of ``function(**kwargs)`` (a module-level function returning a Problem)."""
-    return Recipe(f"{function.__module__}:{function.__name__}", kwargs)
+        return f"original({self.task.dataset}, seed={self.seed})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +61,7 @@ class Comparison:
     """:func:`.harness.compare` of ``methods`` on the problems of ``problems``, with its arguments."""
 
     name: str
-    problems: tuple[Recipe, ...]
+    problems: tuple[ProblemSpec, ...]
     methods: tuple[str, ...]
     grid: harness.Grid
     profile: str
@@ -78,7 +72,7 @@ class Comparison:
 
     def build(self, *, device, progress: bool = False) -> list[harness.Problem]:
         """Every problem, its models trained or read from the model cache."""
-        return [r.build(device=device, progress=progress) for r in self.problems]
+        return [build(s, device=device, progress=progress) for s in self.problems]
 
     @property
     def options(self) -> dict:
@@ -95,25 +89,24 @@ class Comparison:
         return self.budgets.get(method, True)
 
 
-def comparison(name: str, builder: Callable, problems: Sequence[Mapping], methods: Sequence[str], settings, *,
+def comparison(name: str, problems: Sequence[ProblemSpec], methods: Sequence[str], settings, *,
                base: Mapping | None = None) -> Comparison:
-    """A :class:`Comparison` of ``methods`` on ``builder(**kw)`` for each ``kw`` of ``problems``
-    under the protocol of ``settings`` (a :class:`unlearnkit.chapter.Settings`: evaluation sample,
-    oracle seeds, budgets, the grid the method overrides leave) with ``base`` settings (default:
-    the method overrides)."""
+    """A :class:`Comparison` of ``methods`` on ``problems`` under the protocol of ``settings`` (a
+    :class:`unlearnkit.chapter.Settings`: evaluation sample, oracle seeds, budgets, the grid the
+    method overrides leave) with ``base`` settings (default: the method overrides)."""
     protocol = settings.protocol
-    return Comparison(name, tuple(recipe(builder, **kw) for kw in problems), tuple(methods), protocol.grid,
-                      settings.profile, protocol.retain_eval, protocol.oracle,
-                      dict(settings.method_overrides if base is None else base), dict(protocol.budgets))
+    return Comparison(name, tuple(problems), tuple(methods), protocol.grid, settings.profile, protocol.retain_eval,
+                      protocol.oracle, dict(settings.method_overrides if base is None else base),
+                      dict(protocol.budgets))
 
 
 @dataclass(frozen=True, eq=False)
 class Work:
-    """A chapter's expensive work: named comparisons, and ``problems`` built but not compared."""
+    """A chapter's expensive work: named comparisons, and ``trainings`` run but not compared."""
 
     chapter: str
     comparisons: tuple[Comparison, ...] = ()
-    problems: tuple[Recipe, ...] = ()
+    trainings: tuple[Training, ...] = ()
 
     def __getitem__(self, name: str) -> Comparison:
         names = [c.name for c in self.comparisons]
@@ -145,7 +138,7 @@ class Unit:
 
 # ---------------------------------------------------------------------------- planning
 
-def _build_keys(r: Recipe) -> tuple[harness.Problem, list[dict]]:
+def _build_keys(r: ProblemSpec | Training) -> tuple[harness.Problem, list[dict]]:
     """The problem with its cached models and stand-ins for the missing ones, and every model
     entry it reads (``{"hash", "path", "key", "hit"}``)."""
     entries: list[dict] = []
@@ -199,9 +192,9 @@ def plan(work: Work) -> list[Unit]:
     cache status and costs. Builds each problem once under :func:`~unlearnkit.train.keys_only`
     (data are loaded, nothing is trained or measured)."""
     units: dict[str, Unit] = {}
-    recipes = [r for c in work.comparisons for r in c.problems] + list(work.problems)
+    items = [r for c in work.comparisons for r in c.problems] + list(work.trainings)
     built: dict[int, tuple[harness.Problem, list[str]]] = {}
-    for r in recipes:
+    for r in items:
         if id(r) in built:
             continue
         problem, entries = _build_keys(r)
@@ -215,7 +208,7 @@ def plan(work: Work) -> list[Unit]:
         built[id(r)] = (problem, ids)
     for c in work.comparisons:
         harness.check_methods(list(c.methods), c.grid, c.profile, c.base, c.budgets)
-        groups: dict[str, list[Recipe]] = {}
+        groups: dict[str, list[ProblemSpec]] = {}
         for r in c.problems:
             groups.setdefault(built[id(r)][0].name, []).append(r)
         for group in groups.values():
@@ -225,7 +218,7 @@ def plan(work: Work) -> list[Unit]:
     return out
 
 
-def _plan_group(c: Comparison, group: list[Recipe], built: dict, units: dict[str, Unit]) -> None:
+def _plan_group(c: Comparison, group: list[ProblemSpec], built: dict, units: dict[str, Unit]) -> None:
     tuning, tuning_trains = built[id(group[0])]
     rules = {id(r): [rule for _, rule, on in harness.pick_plan(group, c.oracle) if r in on] for r in group}
     for method in [m for m in c.methods if m != "retrain"]:
@@ -365,9 +358,9 @@ def _execute(job: tuple, device) -> dict:
                                  retain_eval=c.retain_eval, budget=c.budget(method))
         return {"kind": kind, "runs": int(not row["cache_hit"])}
     if kind == "picks":
-        _, tuning_recipe, target_recipe, method, rules, c = job
-        tuning = _trained(tuning_recipe, device)
-        target = tuning if target_recipe is tuning_recipe else _trained(target_recipe, device)
+        _, tuning_spec, target_spec, method, rules, c = job
+        tuning = _trained(tuning_spec, device)
+        target = tuning if target_spec is tuning_spec else _trained(target_spec, device)
         rows = harness.tuning_rows(tuning, method, grid=c.grid, profile=c.profile, device=device,
                                    retain_eval=c.retain_eval, base=c.base, budget=c.budget(method))
         done = [harness.run_method(target, method, harness.picked_settings(rows, rule), profile=c.profile,
@@ -383,14 +376,12 @@ unit on the same problem: the tuning and the target problem of a picks unit."""
 _BUILT: OrderedDict[str, harness.Problem] = OrderedDict()
 
 
-def _problem_key(r: Recipe, device) -> str:
-    """What decides a built problem: the recipe (its function and arguments), the device and the
-    cache it reads its models from."""
-    return json.dumps({"function": r.function, "kwargs": r.kwargs, "device": str(device),
-                       "cache": str(cache_root())}, sort_keys=True, default=repr)
+def _problem_key(r: ProblemSpec, device) -> str:
+    """What decides a built problem: its spec, the device and the cache it reads its models from."""
+    return json.dumps({"spec": repr(r), "device": str(device), "cache": str(cache_root())}, sort_keys=True)
 
 
-def _trained(r: Recipe, device) -> harness.Problem:
+def _trained(r: ProblemSpec, device) -> harness.Problem:
     """The problem of ``r`` with every model read from the cache (a run unit's trainings are its
     dependencies); raises naming the missing models instead of training them here. The last
     :data:`KEEP_PROBLEMS` problems built in this process are kept and returned again (their
