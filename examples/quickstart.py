@@ -12,8 +12,7 @@ from unlearnkit.runtime import resolve_device
 profile = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 device = resolve_device("auto")
 protocol = tasks.protocol(profile)  # seeds, evaluation sample and tuning grid of every comparison in the book
-task = tasks.cifar10_task(profile)
-problems = [tasks.make_problem(task, "random_subset", seed=seed, device=device, forget_fraction=0.1)
+problems = [tasks.build(tasks.spec("random_subset", profile, seed=seed, forget_fraction=0.1), device=device)
             for seed in range(protocol.seeds)]  # each seed: its own original, forget draw and retrained model
 rows = harness.compare(problems, ["finetune", "neggrad"], grid=protocol.grid, profile=profile, device=device,
                        retain_eval=protocol.retain_eval)  # tune on seed 0 (rule: never reads Retrain), run every seed

@@ -5,6 +5,11 @@ training pool and recipe in every chapter, so the original model of a seed is tr
 book build and read from the model cache afterwards. Seeds are independent: seed *s* trains its
 own original (weights and data order), draws its own forget set and trains its own retrained
 model (:func:`make_problem`).
+
+A problem is data: :func:`spec` makes a frozen :class:`ProblemSpec` (which problem, profile,
+seed, knobs), :func:`build` builds it. Besides the book's three (:data:`SCENARIOS`) there are
+CIFAR-20 sub-class forgetting (:func:`sub_class_problem`) and DLFD's released face splits
+(:func:`released_face_problem`).
 """
 
 from __future__ import annotations
