@@ -1,6 +1,7 @@
 """Chapter 2's experiment module: config, measurements, summaries (tiny inputs, no training)."""
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -113,6 +114,63 @@ def test_summary_and_scorecard_inputs_are_computed_from_the_rows():
     assert inputs["ot_term_effect_clean"] == pytest.approx(0.10)  # DLFD − DLFD with w_f = 0
     assert inputs["dlfd_time_ratio"] == pytest.approx(0.04)
     assert inputs["dlfd_minus_retrain_nomus"] == pytest.approx(-0.05)
+
+
+def test_verdict_findings_read_the_inputs_and_the_speed_goal():
+    inputs = ch2.scorecard_inputs(ch2.summarise(_frame()))
+    found = ch2.verdict_findings(inputs)
+    assert found["ch2-nomus_dlfd"] == inputs["nomus_dlfd"] and found["ch2-best-baseline"] == "UNSIR"
+    assert found["ch2-beats"] == "beats" and found["ch2-ot_term_effect_clean_neg"] == pytest.approx(-0.10)
+    assert found["ch2-speed-goal"] == "misses", "fast enough (0.04 < 1/20), but 0.05 below Retrain's NoMUS"
+    assert ch2.verdict_findings({**inputs, "dlfd_minus_retrain_nomus": -0.01})["ch2-speed-goal"] == "meets"
+    assert ch2.verdict_findings({**inputs, "dlfd_time_ratio": 0.06, "dlfd_minus_retrain_nomus": 0})[
+        "ch2-speed-goal"] == "misses"
+
+
+def test_problem_and_cifar_findings_count_what_the_prose_quotes():
+    def problem(seed, hits):
+        data = TensorSet(torch.zeros(10, 1, 4, 4), torch.zeros(10, dtype=torch.long))
+        split = Split(retain=data.subset(torch.arange(6)), forget=data.subset(torch.arange(6, 8)),
+                      test=data.subset(torch.arange(8, 10)), num_classes=2, info={"forget_subjects": [3, 7]})
+        return SimpleNamespace(split=split, task="faces", models=[{"cache_hit": h} for h in hits])
+
+    problems = [problem(0, (True, False)), problem(1, (True, True))]
+    found = ch2.problem_findings(problems)
+    assert (found["ch2-n-retain"], found["ch2-n-forget"], found["ch2-n-test"], found["ch2-n-unseen"]) == (6, 2, 2, 2)
+    assert found["ch2-forget-share"] == pytest.approx(0.2) and found["ch2-forget-subjects"] == 2
+    assert (found["ch2-face-hits"], found["ch2-face-models"]) == (3, 4)
+    summary = ch2.summarise(_frame())
+    cifar = ch2.cifar_findings(problems, summary)
+    assert cifar["ch2-cifar-seeds"] == 2 and cifar["ch2-cifar-dlfd"] == pytest.approx(0.76)
+    assert cifar["ch2-cifar-best-name"] == "UNSIR" and cifar["ch2-cifar-fs-original"] == pytest.approx(0.2)
+
+
+def test_ot_findings_average_per_variant():
+    traces = pd.DataFrame({"variant": ["DLFD", "DLFD", "DLFD-released", "DLFD-released"],
+                           "OT before": [1.0, 1.0, 1.0, float("nan")], "OT after": [1.5, 1.1, 1.0, float("nan")],
+                           "perturbed": [1.0, 0.0, 1.0, 1.0]})
+    found = ch2.ot_findings(traces, {"ot_share": 0.3, "step_seconds_with_ot": 2.0, "step_seconds_without_ot": 1.4})
+    assert found["ch2-ot-rise-dlfd"] == pytest.approx(0.3) and found["ch2-ot-rise-released"] == 0
+    assert found["ch2-gate-dlfd"] == 0.5 and found["ch2-gate-released"] == 1.0 and found["ch2-ot-time-share"] == 0.3
+
+
+def test_collapse_findings_name_the_methods_whose_probe_dropped():
+    probe = {"original": 0.9, "neggrad": 0.5, "random_labels": 0.89, "finetune": 0.88, "dlfd": 0.9}
+    faces = pd.DataFrame([{"method": m, "seed": s, "probe_accuracy": p + 0.01 * s, "separation_test": 2 * p}
+                          for m, p in probe.items() for s in (0, 1)])
+    found = ch2.collapse_findings(faces)
+    assert found["ch2-probe-neggrad"] == pytest.approx(0.505) and found["ch2-sep-dlfd"] == pytest.approx(1.8)
+    assert found["ch2-collapse-text"] == ch2.label("neggrad"), "RL is within COLLAPSE_DROP of the original"
+    faces.loc[faces["method"] == "neggrad", "probe_accuracy"] = 0.9
+    assert ch2.collapse_findings(faces)["ch2-collapse-text"] == "neither NegGrad nor RL"
+
+
+def test_sinkhorn_findings_read_dlfd_s_setting_and_the_converged_plan():
+    sink = ch2.sinkhorn_vs_emd(n=6, m=5, dim=3, regs=(0.1, 0.01), iterations=(50, 5000), seed=0)
+    found = ch2.sinkhorn_findings(sink)
+    row = sink.set_index(["reg", "iterations"])
+    assert found["ch2-sink-gap"] == row.loc[(0.01, 50), "gap"] and found["ch2-sink-emd"] == row.loc[(0.01, 50), "emd_cost"]
+    assert found["ch2-sink-marginal-conv"] == row.loc[(0.01, 5000), "marginal_error"] < found["ch2-sink-marginal"]
 
 
 def test_scorecard_inputs_without_the_ablation_and_when_a_baseline_wins():

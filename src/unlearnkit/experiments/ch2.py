@@ -421,7 +421,91 @@ def scorecard_inputs(summary: pd.DataFrame, dataset: str = "faces") -> dict:
             "dlfd_minus_retrain_nomus": nomus["dlfd"] - nomus["retrain"]}
 
 
+def problem_findings(problems: list[Problem]) -> dict:
+    """The numbers the chapter's prose quotes about its face ``problems`` (one per seed): the
+    first seed's part sizes, its forget share and forgotten subjects, and how many of the
+    original and retrained models came from the model cache."""
+    first = problems[0].split
+    counts = first.counts()
+    return {"ch2-n-retain": counts["retain"], "ch2-n-forget": counts["forget"], "ch2-n-test": counts["test"],
+            "ch2-n-unseen": counts.get("unseen", counts["test"]),
+            "ch2-forget-share": counts["forget"] / sum(counts.values()),
+            "ch2-forget-subjects": len(first.info.get("forget_subjects", [])),
+            "ch2-face-hits": sum(m["cache_hit"] for p in problems for m in p.models),
+            "ch2-face-models": sum(len(p.models) for p in problems)}
+
+
+SPEED_GOAL = (1 / 20, -0.02)
+"""DLFD's goal as the chapter reads it: at most 1/20 of Retrain's time, NoMUS at most 0.02 below Retrain's."""
+
+
+def verdict_findings(inputs: Mapping) -> dict:
+    """The numbers the chapter's prose quotes from :func:`scorecard_inputs` (``inputs``), keyed
+    ``ch2-<name>``, with the words they read as: beats / does not beat, meets / misses."""
+    shown = ("nomus_original", "nomus_retrain", "nomus_dlfd", "nomus_dlfd_released", "nomus_best_baseline",
+             "ot_term_effect", "ot_term_effect_clean", "dlfd_time_ratio", "dlfd_minus_retrain_nomus")
+    meets = inputs["dlfd_time_ratio"] <= SPEED_GOAL[0] and inputs["dlfd_minus_retrain_nomus"] >= SPEED_GOAL[1]
+    return {**{f"ch2-{key}": inputs[key] for key in shown},
+            "ch2-ot_term_effect_clean_neg": -inputs["ot_term_effect_clean"],
+            "ch2-best-baseline": inputs["best_baseline"],
+            "ch2-beats": "beats" if inputs["dlfd_beats_baselines"] else "does not beat",
+            "ch2-speed-goal": "meets" if meets else "misses"}
+
+
+def cifar_findings(problems: list[Problem], summary: pd.DataFrame) -> dict:
+    """The numbers the prose quotes about the CIFAR-10 comparison: seeds, pool size, NoMUS of
+    both DLFD variants, Retrain and the best baseline (:func:`scorecard_inputs` of ``summary``,
+    :func:`summarise`'s) and the original's forgetting score."""
+    inputs = scorecard_inputs(summary, problems[0].task)
+    return {"ch2-cifar-seeds": len(problems), "ch2-cifar-pool": len(problems[0].split.train),
+            "ch2-cifar-dlfd": inputs["nomus_dlfd"], "ch2-cifar-released": inputs["nomus_dlfd_released"],
+            "ch2-cifar-retrain": inputs["nomus_retrain"], "ch2-cifar-best": inputs["nomus_best_baseline"],
+            "ch2-cifar-best-name": inputs["best_baseline"],
+            "ch2-cifar-beats": "beats" if inputs["dlfd_beats_baselines"] else "does not beat",
+            "ch2-cifar-fs-original": summary.set_index("method").loc["original", "FS"]}
+
+
+def ot_findings(traces: pd.DataFrame, timing: Mapping) -> dict:
+    """The numbers the prose quotes about the OT term: the mean rise of the batch OT distance
+    per step and the share of batches the gate perturbed, per variant (:func:`dlfd_traces`),
+    and the OT term's share of a step's time (:func:`ot_step_share`)."""
+    rise = traces.dropna(subset=["OT after"]).assign(rise=lambda t: t["OT after"] - t["OT before"])
+    per_variant = {"dlfd": "DLFD", "released": "DLFD-released"}
+    return {**{f"ch2-ot-rise-{k}": rise.loc[rise["variant"] == v, "rise"].mean() for k, v in per_variant.items()},
+            "ch2-ot-time-share": timing["ot_share"], "ch2-step-seconds-with": timing["step_seconds_with_ot"],
+            "ch2-step-seconds-without": timing["step_seconds_without_ot"],
+            **{f"ch2-gate-{k}": traces.loc[traces["variant"] == v, "perturbed"].mean() for k, v in per_variant.items()}}
+
+
+COLLAPSE_DROP = 0.02
+"""A probe accuracy this far below the original's counts as correlation collapse."""
+
+
+def collapse_findings(faces: pd.DataFrame) -> dict:
+    """The numbers the prose quotes about correlation collapse: the linear probe's accuracy and
+    the test features' class separation per method (means over seeds of ``faces``, the rows
+    :func:`collapse_rows` measured), and which error-maximising methods collapsed (probe
+    accuracy more than :data:`COLLAPSE_DROP` below the original's)."""
+    probe = faces.groupby("method")["probe_accuracy"].mean()
+    separation = faces.groupby("method")["separation_test"].mean()
+    shown = ("original", "neggrad", "random_labels", "finetune", "dlfd")
+    collapsed = [label(m) for m in ("neggrad", "random_labels") if probe[m] < probe["original"] - COLLAPSE_DROP]
+    return {**{f"ch2-probe-{m}": probe[m] for m in shown}, **{f"ch2-sep-{m}": separation[m] for m in shown},
+            "ch2-collapse-text": ", ".join(collapsed) if collapsed else "neither NegGrad nor RL"}
+
+
 # ---------------------------------------------------------------------------- theory check
+
+def sinkhorn_findings(sink: pd.DataFrame, *, reg: float = 0.01, iterations: tuple[int, int] = (50, 5000)) -> dict:
+    """The numbers the prose quotes from :func:`sinkhorn_vs_emd`'s rows: at DLFD's ε and
+    iteration cap (``reg``, ``iterations[0]``) the cost gap, the marginal violation and the exact
+    cost; converged (``iterations[1]``) the marginal violation and the gradient's relative error."""
+    at_dlfd = sink[(sink["reg"] == reg) & (sink["iterations"] == iterations[0])].iloc[0]
+    converged = sink[(sink["reg"] == reg) & (sink["iterations"] == iterations[1])].iloc[0]
+    return {"ch2-sink-gap": at_dlfd["gap"], "ch2-sink-marginal": at_dlfd["marginal_error"],
+            "ch2-sink-marginal-conv": converged["marginal_error"], "ch2-sink-grad": converged["grad_rel_error"],
+            "ch2-sink-emd": at_dlfd["emd_cost"]}
+
 
 def sinkhorn_vs_emd(*, n: int = 32, m: int = 32, dim: int = 16, regs=(1.0, 0.3, 0.1, 0.03, 0.01),
                     iterations=(50, 5000), seed: int = 0) -> pd.DataFrame:
