@@ -67,8 +67,9 @@ def test_the_real_loaders_read_the_stand_ins(dry):
     assert cifar.classes[69] == "rocket" and cifar.group_names[19] == "vehicles_2"
     split = make_split("cifar100", "sub_class", subclass="rocket", seed=0)
     assert len(split.forget) > 0 and split.num_classes == 20
+    assert split.forget.x.shape[1:] == (3, 16, 16), "a loaded CIFAR set keeps one pixel row and column in two"
     mufac = load_mufac(size=32)
-    assert mufac.train.x.shape[1:] == (3, 32, 32) and len(mufac.val) > 0
+    assert mufac.train.x.shape[1:] == (3, 32, 32) and len(mufac.val) > 0, "MUFAC keeps its side"
     assert len(mufac_split(mufac, dryrun.mufac_forget_count(len(mufac.train), 1500)).forget) == len(mufac.train) // 3
     raf = load_rafdb(size=32)
     assert raf.classes[0] == "surprise" and len(rafdb_split(raf).forget) > 0

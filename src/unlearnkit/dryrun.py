@@ -3,7 +3,10 @@
 ``-p dry_run=True`` turns it on for one chapter (:func:`enable`, called first in the kernel).
 Every function keeps its code path and only its sizes shrink:
 
-* every loaded dataset keeps a few images a class (faces: a few subjects, a few images each) —
+* every loaded dataset keeps a few images a class (faces: a few subjects, a few images each),
+  and the images of CIFAR-10, CIFAR-100 and RAF-DB one pixel row and column in two, down to a
+  side of 16 (a convolution's cost falls with the pixels; the models pool adaptively, so their
+  code path is the same; CK+ and MUFAC keep their sides, which the face ResNet-18 needs) —
   :func:`shrink`;
 * every training stops after :attr:`DryRun.train_steps` optimizer steps of at most
   :attr:`DryRun.batch_cap` samples, with the learning-rate schedule computed over the full
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 
 from .config import Change, check_range, with_changes
+from .data.core import TensorSet
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class DryRun:
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
     fewer keeps all. test_per_class: the same for an image dataset's test part (every run scores
     its test set: whole ResNet-18 parts were most of chapter 4's dry run). subjects: face subjects kept (the lowest ids); per_subject: face images
-    kept a subject. train_steps: optimizer steps of a training. max_batches: batches of one
+    kept a subject. image_stride: an image of CIFAR-10, CIFAR-100 or RAF-DB keeps every
+    ``image_stride``-th pixel row and column while its side stays at least :data:`MIN_SIDE`. train_steps: optimizer steps of a training. max_batches: batches of one
     unlearning pass. batch_cap: samples a training or unlearning batch keeps (evaluation sees
     every sample). cache / data: the temporary cache
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
@@ -56,15 +61,17 @@ class DryRun:
     test_per_class: int = 4
     subjects: int = 24
     per_subject: int = 3
+    image_stride: int = 2
     train_steps: int = 2
     max_batches: int = 1
-    batch_cap: int = 16
+    batch_cap: int = 8
     cache: str = ""
     data: str = ""
     standins: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
-        for name in ("per_class", "test_per_class", "subjects", "per_subject", "train_steps", "max_batches", "batch_cap"):
+        for name in ("per_class", "test_per_class", "subjects", "per_subject", "image_stride", "train_steps",
+                     "max_batches", "batch_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"DryRun.{name} must be an int >= 1; got {value!r}")
@@ -111,7 +118,8 @@ def describe(run: DryRun) -> str:
     standins = ", ".join(run.standins) or "none"
     return (f"**Dry run.** This page ran the profile's code path with every dataset cut to "
             f"{run.per_class} samples a class ({run.test_per_class} in a test set; {run.subjects} face subjects of "
-            f"{run.per_subject} images), every training to "
+            f"{run.per_subject} images), CIFAR's and RAF-DB's images to one pixel row and column in "
+            f"{run.image_stride} (down to a side of {MIN_SIDE}), every training to "
             f"{run.train_steps} steps, every unlearning run to {run.max_batches} batch, one seed and a one-point "
             f"tuning grid. Its numbers prove that the code runs, nothing else; every verdict reads "
             f"\"dry run\". Stand-ins written in the datasets' own formats: {standins}.")
@@ -134,6 +142,19 @@ def _per_label(labels: torch.Tensor, keep: int) -> torch.Tensor:
     return torch.cat(picked).sort().values
 
 
+MIN_SIDE = 16
+"""The smallest image side :func:`shrink` leaves (CIFAR's ResNet-18 and small CNN downsample 8×)."""
+
+
+def _coarser(images: TensorSet) -> TensorSet:
+    """``images`` with every :attr:`DryRun.image_stride`-th pixel row and column, while the side
+    stays at least :data:`MIN_SIDE`."""
+    x, stride = images.x, _ACTIVE.image_stride
+    if min(x.shape[-2:]) // stride < MIN_SIDE:
+        return images
+    return replace(images, x=x[..., ::stride, ::stride].contiguous())
+
+
 def shrink(data: Any) -> Any:
     """``data`` (ImageData, FaceData, TextData, MufacData) cut to the dry run's sizes; unchanged
     in a real run. Images keep :attr:`DryRun.per_class` a class per part (the test part
@@ -142,7 +163,7 @@ def shrink(data: Any) -> Any:
     sequence, so they differ in expression), texts ``per_class`` a class."""
     if _ACTIVE is None:
         return data
-    from .data.loaders import FaceData, TextData
+    from .data.loaders import FaceData, ImageData, TextData
 
     if isinstance(data, TextData):
         index = _per_label(data.y, _ACTIVE.per_class * 4).tolist()
@@ -154,7 +175,8 @@ def shrink(data: Any) -> Any:
         return replace(data, images=data.images.subset(index), sequence=data.sequence[index])
     parts = {name: getattr(data, name) for name in ("train", "val", "test") if hasattr(data, name)}
     keep = {"train": _ACTIVE.per_class, "val": _ACTIVE.per_class, "test": _ACTIVE.test_per_class}
-    return replace(data, **{name: part.subset(_per_label(part.y, keep[name]))
+    coarser = _coarser if isinstance(data, ImageData) else (lambda part: part)  # CIFAR-10 and CIFAR-100
+    return replace(data, **{name: coarser(part.subset(_per_label(part.y, keep[name])))
                             for name, part in parts.items() if part is not None})
 
 
