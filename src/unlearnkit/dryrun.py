@@ -34,13 +34,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .config import Change, check_range, with_changes
-from .data.core import TensorSet
+
+if TYPE_CHECKING:  # a dry run's module imports no data code until it shrinks a dataset
+    from .data.core import TensorSet
 
 
 @dataclass(frozen=True)
