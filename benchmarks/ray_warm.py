@@ -10,7 +10,9 @@ then run twice, each time into a fresh cache of its own:
 
 Printed and written to ``benchmarks/ray_warm.json``: both wall times, their ratio, and the Ray
 overhead per unit, ``(2 × Ray wall − Σ seconds the units took inside the workers) / units``:
-what the two workers spent not running units (start-up, scheduling, idle tail).
+what the two workers spent not running units (start-up, scheduling, idle tail); and the
+ratio's ceiling on this machine, ``2 × unit_s_one_process / unit_s_ray``: what two one-thread
+workers with no overhead at all would gain over one process running each unit on every thread.
 
     python benchmarks/ray_warm.py                                   # CK+ trainings of chapter 2
     python benchmarks/ray_warm.py --chapter 04_head-to-head --match cifar10 --units 4
@@ -32,6 +34,7 @@ import torch
 from unlearnkit import runner
 from unlearnkit.cluster import warm
 from unlearnkit.experiments import work
+from unlearnkit.runtime import source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,6 +48,15 @@ def chosen_units(chapter: str, match: str, count: int) -> tuple[list[work.Unit],
     if len(units) < count:
         raise SystemExit(f"{chapter} has {len(units)} cpu trainings matching {match!r}; asked for {count}")
     return units, context
+
+
+def _processor() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor field elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
 def main() -> None:
@@ -75,8 +87,9 @@ def main() -> None:
         "unit_s_one_process": round(sum(d["seconds"] for d in inside) / len(units), 2),
         "unit_s_ray": round(sum(report.unit_seconds) / len(units), 2),
         "ray_overhead_per_unit_s": round(overhead, 2),
+        "speedup_ceiling": round(WORKERS * sum(d["seconds"] for d in inside) / sum(report.unit_seconds), 3),
         "cpus": os.cpu_count(), "load_before": load_before, "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "processor": _processor(), "date": time.strftime("%Y-%m-%d %H:%M"), "commit": source_commit(),
     }
     print(json.dumps(result, indent=2))
     (HERE / "ray_warm.json").write_text(json.dumps(result, indent=2) + "\n")
