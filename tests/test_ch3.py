@@ -243,3 +243,53 @@ def test_comparison_findings_are_the_means_over_seeds_of_the_main_rows():
     assert found["full_class_best_baseline"] == "NegGrad"
     assert found["full_class_best_baseline_gap"] == pytest.approx(4.0)
     assert found["full_class_mumis_beats_baselines"] is False           # NegGrad's 4 points < MU-Mis's 6
+
+
+def test_theory_findings_read_the_smallest_and_largest_width():
+    import pandas as pd
+
+    cfg = ch3.profile_config("paper")
+    first, last = cfg.theory_dims[0], cfg.theory_dims[-1]
+    assert first < last
+    rows = [{"link": link, "d": d, "cosine": 0.5 + 0.1 * (d == last), "norm ratio": 2.0 + (d == last),
+             "train_acc": 0.9 if d == first else 1.0}
+            for link in dict.fromkeys(ch3.THEORY_LINKS.values()) for d in cfg.theory_dims]
+    found = ch3.theory_findings(pd.DataFrame(rows), cfg)
+    assert (found["theory_first_d"], found["theory_last_d"]) == (first, last)
+    assert found["theory_cg_cos_first"] == pytest.approx(0.5) and found["theory_cg_cos_last"] == pytest.approx(0.6)
+    assert found["theory_init_ratio_last"] == pytest.approx(3.0) and found["theory_train_acc_min"] == pytest.approx(90)
+    assert found["theory_n"] == cfg.theory.n_train and found["theory_steps"] == cfg.theory.steps
+
+
+def test_observation_findings_are_medians_and_shares_per_model_and_set():
+    import pandas as pd
+
+    rows = [{"model": model, "set": part, "target": target + k, "irrelevant": 1.0 + k, "gap": target - 1.0}
+            for model, target in (("initialisation", 0.5), ("original", 4.0), ("retrained", 2.0))
+            for part in ("retain", "forget", "test") for k in (0.0, 1.0, 2.0)]
+    obs = pd.DataFrame(rows)
+    full = pd.DataFrame({"model": ["original", "original", "retrained"], "gap": [1.0, 3.0, 0.5]})
+    found = ch3.observation_findings(obs, full)
+    assert found["sens_init_median"] == pytest.approx(1.5) and found["sens_trained_median"] == pytest.approx(5.0)
+    assert found["sens_trained_vs_init"] == pytest.approx(5.0 / 1.5)
+    assert found["above_train_pct"] == 100 and found["above_init_pct"] == 0
+    assert found["gap_forget_retrained"] == pytest.approx(1.0) and found["gap_full_original"] == pytest.approx(2.0)
+
+
+def test_ablation_and_unbounded_findings():
+    import pandas as pd
+
+    ablation = pd.DataFrame([{"knob": "default", "value": "", "FA": 0.1, "TA": 0.8, "avg_gap": 0.02},
+                             {"knob": "terms", "value": "target", "FA": 0.3, "TA": 0.7, "avg_gap": 0.05},
+                             {"knob": "terms", "value": "irrelevant", "FA": 0.9, "TA": 0.85, "avg_gap": 0.2},
+                             {"knob": "delta", "value": 2.0, "FA": 0.0, "TA": 0.1, "avg_gap": 0.5}])
+    found = ch3.ablation_findings(ablation)
+    assert found == pytest.approx({"ablate_both_FA": 10, "ablate_both_TA": 80, "ablate_both_gap": 2,
+                                   "ablate_target_FA": 30, "ablate_target_TA": 70, "ablate_target_gap": 5,
+                                   "ablate_irrelevant_FA": 90, "ablate_irrelevant_TA": 85, "ablate_irrelevant_gap": 20})
+    curve = pd.DataFrame({"step": [0, 10, 20], "loss": [1.0, -5.0, float("-inf")], "TA": [0.8, 0.6, 0.1],
+                          "ratio": [1.0, 3.0, float("nan")]})
+    found = ch3.unbounded_findings(curve)
+    assert found["unbounded_steps"] == 10 and found["unbounded_loss_end"] == -5.0
+    assert found["unbounded_ta_end"] == pytest.approx(60) and found["unbounded_fate"].startswith("by step 20 it overflowed")
+    assert ch3.unbounded_findings(curve.iloc[:2])["unbounded_fate"] == "it keeps falling"

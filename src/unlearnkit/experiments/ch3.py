@@ -350,6 +350,33 @@ def work(settings) -> Work:
     return Work("03_mumis", (comparison("cifar", problems, ("retrain", *cfg.methods), settings),))
 
 
+THEORY_LINKS = {"cg": "contribution vs trained sensitivity G_T", "ratio_cg": "contribution vs trained sensitivity G_T",
+                "total": "total derivative of the fitted logit G_T + C vs G_T",
+                "control": "control: |cos| contribution_i vs G_T of other samples j",
+                "direct": "contribution vs direct term (trajectory feedback dropped)",
+                "curv": "curvature term B vs direct term", "kern": "kernel term A vs direct term",
+                "sym": "kernel term A vs self term S (symmetry of Θ)",
+                "self": "self term S vs first-order change (all j)", "init": "initial sensitivity G_0 vs G_T"}
+"""Short names of :func:`contribution_sweep`'s links (its ``link`` column), as the prose quotes them."""
+
+
+def theory_findings(links: pd.DataFrame, cfg: Ch3Config) -> dict:
+    """The numbers the prose quotes from :func:`contribution_sweep`'s ``links``: the sweep's
+    sizes, the lowest training accuracy (%), and at the smallest and largest width (``first``,
+    ``last``) the mean cosine (``theory_{name}_cos_{first|last}``) and mean norm ratio
+    (``theory_{name}_ratio_…``) of the links of :data:`THEORY_LINKS`."""
+    mean = links.groupby(["link", "d"])[["cosine", "norm ratio"]].mean()
+    dims = {"first": cfg.theory_dims[0], "last": cfg.theory_dims[-1]}
+    out = {"theory_first_d": dims["first"], "theory_last_d": dims["last"], "theory_n": cfg.theory.n_train,
+           "theory_steps": cfg.theory.steps, "theory_train_acc_min": 100 * links["train_acc"].min()}
+    for column, names, tag in (("cosine", ("cg", "control", "direct", "curv", "sym", "self"), "cos"),
+                               ("norm ratio", ("ratio_cg", "total", "direct", "kern", "self", "init"), "ratio")):
+        for name in names:
+            for label, d in dims.items():
+                out[f"theory_{name}_{tag}_{label}"] = mean.loc[(THEORY_LINKS[name], d), column]
+    return out
+
+
 def comparison_findings(table: pd.DataFrame) -> dict:
     """The numbers the chapter's prose quotes about its comparison, per scenario ``key`` of
     ``table`` (:func:`.harness.main_rows` of :func:`.harness.compare`'s rows), means over seeds:
@@ -430,6 +457,25 @@ def mumis_run(problem: Problem, cfg: MuMisConfig, *, device, retain_eval=None, o
                    "stopped": trace.stopped_by_rule, "seconds": seconds, "final_loss": trace.losses[-1]}
 
 
+def observation_findings(obs: pd.DataFrame, obs_full: pd.DataFrame) -> dict:
+    """The numbers the prose quotes from :func:`sensitivity_observations` on the random subset
+    (``obs``) and on the full-class problem (``obs_full``): median target-class sensitivity at
+    initialisation and after training and their ratio, the share of samples (%) whose target
+    sensitivity exceeds the irrelevant classes', and the median target − irrelevant gap on the
+    forget set of the original and the retrained model (both problems)."""
+    med = obs.groupby(["model", "set"])[["target", "irrelevant", "gap"]].median()
+    above = obs.assign(above=obs["target"] > obs["irrelevant"]).groupby(["model", "set"])["above"].mean()
+    full = obs_full.groupby("model")["gap"].median()
+    init, trained = med.loc[("initialisation", "retain"), "target"], med.loc[("original", "retain"), "target"]
+    return {"sens_init_median": init, "sens_trained_median": trained, "sens_trained_vs_init": trained / init,
+            "above_train_pct": 100 * above.loc[("original", "retain")],
+            "above_test_pct": 100 * above.loc[("original", "test")],
+            "above_init_pct": 100 * above.loc[("initialisation", "retain")],
+            "gap_forget_original": med.loc[("original", "forget"), "gap"],
+            "gap_forget_retrained": med.loc[("retrained", "forget"), "gap"],
+            "gap_full_original": full["original"], "gap_full_retrained": full["retrained"]}
+
+
 def mumis_ablation(cfg: Ch3Config, problem: Problem, pick: dict, *, device, retain_eval=None) -> pd.DataFrame:
     """MU-Mis with one knob changed at a time from the tuned ``pick`` (at its budget): each loss
     term alone, the δ values of ``cfg`` and the learning rate times each of its factors.
@@ -447,6 +493,30 @@ def mumis_ablation(cfg: Ch3Config, problem: Problem, pick: dict, *, device, reta
         _, record = mumis_run(problem, mcfg, device=device, retain_eval=retain_eval)
         rows.append({"knob": knob, "value": str(value), **record})
     return pd.DataFrame(rows)
+
+
+def ablation_findings(ablation: pd.DataFrame) -> dict:
+    """FA, TA and Avg. Gap (%) of :func:`mumis_ablation`'s default run (``both`` terms) and of
+    each loss term alone (``target``, ``irrelevant``): ``ablate_{term}_{FA|TA|gap}``."""
+    rows = {"both": ablation[ablation["knob"] == "default"].iloc[0]}
+    rows.update({term: ablation[(ablation["knob"] == "terms") & (ablation["value"] == term)].iloc[0]
+                 for term in ("target", "irrelevant")})
+    return {f"ablate_{term}_{name}": 100 * row[col] for term, row in rows.items()
+            for name, col in (("FA", "FA"), ("TA", "TA"), ("gap", "avg_gap"))}
+
+
+def unbounded_findings(curve: pd.DataFrame) -> dict:
+    """The numbers the prose quotes from :func:`unbounded_curve`: the last finite step, the loss,
+    test accuracy (%) and sensitivity ratio at its start and end, and its fate (overflowed or
+    still falling)."""
+    finite = curve[np.isfinite(curve["loss"]) & np.isfinite(curve["ratio"])]
+    overflowed = len(finite) < len(curve)
+    last = curve.iloc[-1]
+    return {"unbounded_steps": int(finite["step"].iloc[-1]), "unbounded_loss_start": finite["loss"].iloc[0],
+            "unbounded_loss_end": finite["loss"].iloc[-1], "unbounded_ta_start": 100 * finite["TA"].iloc[0],
+            "unbounded_ta_end": 100 * finite["TA"].iloc[-1], "unbounded_ratio_end": finite["ratio"].iloc[-1],
+            "unbounded_fate": f"by step {int(last['step'])} it overflowed to {last['loss']} (test accuracy "
+                              f"{100 * last['TA']:.1f}%)" if overflowed else "it keeps falling"}
 
 
 def unbounded_curve(cfg: Ch3Config, problem: Problem, pick: dict, *, device, eval_n: int = 500) -> pd.DataFrame:
