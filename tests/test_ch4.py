@@ -135,6 +135,11 @@ def test_combination_table_puts_the_full_forget_set_runs_beside_the_front_end():
     summary = ch4.combination_summary(table)
     assert summary.loc[("t", "mumis", "selected"), "FA"] == pytest.approx(0.2)
     assert summary.loc[("t", "mumis", "full"), "seconds"] == pytest.approx(1.0)
+    found = ch4.combination_findings(ch4.profile_config("smoke"), summary.assign(FA_rest=0.4, avg_gap=0.05))
+    assert found["ch4_combo_t_mumis_selected_FA"] == pytest.approx(20) and found["ch4_combo_t_mumis_full_FA"] == 0
+    assert found["ch4_combo_t_mumis_selected_FA_rest"] == pytest.approx(40)
+    assert "ch4_combo_t_mumis_full_FA_rest" not in found, "the full forget set has no rest"
+    assert found["ch4_combo_scorer"] == ch4.profile_config("smoke").combo_scorers[0]
 
 
 # ---------------------------------------------------------------------------- MIA rankings
@@ -165,6 +170,17 @@ def test_rank_agreement_detects_reversal():
     assert rho[("retrain", "mia_loss_logreg vs mia_efficacy_svc")] == pytest.approx(1.0)
     top = ch4.top_disagreement(summary, "t")
     assert top["spread"] == 2 and top["model"] in {"RETRAIN", "Y"}
+
+
+def test_mia_findings_summarise_the_paper_convention_and_name_the_top_disagreement():
+    summary = _mia_summary({"retrain": (0.1, 0.1, 0.1), "x": (0.2, 0.5, 0.5), "y": (0.3, 0.9, 0.9)})
+    agreement = ch4.mia_rank_agreement(summary)
+    found = ch4.mia_findings(summary, agreement)
+    assert found["ch4_mia_rho_min"] == pytest.approx(-1.0) and found["ch4_mia_rho_max"] == pytest.approx(1.0)
+    assert found["ch4_mia_models"] == 3
+    top = ch4.top_disagreement(summary, "t")
+    assert found["ch4_t_mia_model"] == top["model"]
+    assert found["ch4_t_mia_best"] == f"{top['best_rank']:.0f} by {top['best_variant']}"
 
 
 def test_constant_ranking_gives_nan_not_an_error():

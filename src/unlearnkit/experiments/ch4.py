@@ -207,6 +207,21 @@ def combination_summary(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["task", "method", "front_end"], sort=False)[cols].mean()
 
 
+def combination_findings(cfg: Ch4Config, summary: pd.DataFrame) -> dict:
+    """The numbers the prose quotes about the combination study: the scorer, budget (%) and
+    control methods of ``cfg``, and per task × method × front end of ``summary``
+    (:func:`combination_summary`) FA, Avg. Gap (%) and seconds, plus FA on the rest of the
+    forget set (%) where a scorer chose a part: ``ch4_combo_{task}_{method}_{front}_{FA|gap|…}``."""
+    out = {"ch4_combo_scorer": cfg.combo_scorers[0], "ch4_combo_budget_pct": 100 * cfg.combo_budget,
+           "ch4_combo_controls": ", ".join(label(m) for m in cfg.combo_control_methods) or "no method"}
+    for (task, name, front), row in summary.iterrows():
+        key = f"ch4_combo_{task}_{name}_{front}"
+        out.update({f"{key}_FA": 100 * row["FA"], f"{key}_seconds": row["seconds"], f"{key}_gap": 100 * row["avg_gap"]})
+        if front != "full":
+            out[f"{key}_FA_rest"] = 100 * row["FA_rest"]
+    return out
+
+
 # ---------------------------------------------------------------------------- the plan
 
 def chapter_config(values: Mapping, root=None) -> Ch4Config:
@@ -347,6 +362,22 @@ def top_disagreement(summary: pd.DataFrame, task: str) -> dict:
     return {"model": model, "spread": float(spread[model]), "best_variant": ranks.loc[model].idxmin(),
             "best_rank": float(ranks.loc[model].min()), "worst_variant": ranks.loc[model].idxmax(),
             "worst_rank": float(ranks.loc[model].max()), "models": len(ranks)}
+
+
+def mia_findings(summary: pd.DataFrame, agreement: pd.DataFrame) -> dict:
+    """The numbers the prose quotes about the attacks' agreement: min, max and median Spearman ρ
+    of the paper convention in ``agreement`` (:func:`mia_rank_agreement` of ``summary``), the
+    number of models ranked, and per task the model the variants rank most differently
+    (:func:`top_disagreement`) with its best and worst rank."""
+    paper = agreement[agreement["convention"] == "paper"]
+    out = {"ch4_mia_rho_min": paper["rho"].min(), "ch4_mia_rho_max": paper["rho"].max(),
+           "ch4_mia_rho_median": paper["rho"].median(), "ch4_mia_models": int(paper["models"].max())}
+    for task in summary["task"].unique():
+        top = top_disagreement(summary, task)
+        out.update({f"ch4_{task}_mia_model": top["model"],
+                    f"ch4_{task}_mia_best": f"{top['best_rank']:.0f} by {top['best_variant']}",
+                    f"ch4_{task}_mia_worst": f"{top['worst_rank']:.0f} by {top['worst_variant']}"})
+    return out
 
 
 # ---------------------------------------------------------------------------- the guide
