@@ -27,8 +27,11 @@ data:
 	@if [ -x $(SHARED)/unpack.sh ]; then bash $(SHARED)/unpack.sh $(UNLEARNKIT_DATA); \
 	else echo "no $(SHARED): loaders will read $(UNLEARNKIT_DATA) or download when online"; fi
 
+# Two pytest workers (one per core): the chapters' smoke runs and everything reading them stay
+# on one worker (tests/conftest.py groups them), every other test file goes whole to either.
+TEST_WORKERS ?= 2
 test: env data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 book: env data
 	$(BIN)/python -m unlearnkit build --profile cpu

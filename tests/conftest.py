@@ -12,6 +12,18 @@ from unlearnkit import parameters, runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SMOKE_FIXTURES = frozenset({"smoke_runs", "smoke_book"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): every test that reads the
+    chapters' smoke runs in one group, so the session runs them once; every other test with the
+    rest of its file, so a module's fixtures (a Ray cluster, a trained model) are built once."""
+    for item in items:
+        group = "smoke-runs" if SMOKE_FIXTURES & set(getattr(item, "fixturenames", ())) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def load_script(relative: str):
     """A script of the repository (e.g. ``benchmarks/run.py``) imported as a module."""
     import importlib.util
