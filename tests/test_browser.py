@@ -39,7 +39,7 @@ PAGE_STATE = """async () => {
 }"""
 
 
-LAYOUT_STATE = """() => {
+LAYOUT_STATE = r"""() => {
   const column = document.querySelector('main article.bd-article') || document.querySelector('main') || document.body;
   const box = column.getBoundingClientRect();
   const beyond = [], scrolls = [];
