@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -33,7 +33,7 @@ from ..selection import SCORERS, removal_mask, score
 from ..train import penultimate_features
 from .harness import Problem, budget_settings, means, measure, reference_metrics, run_method
 from .options import chapter_methods
-from .tasks import PROBLEM_KNOBS, SCENARIOS, build, spec
+from .tasks import SCENARIOS, ProblemSpec, build
 from .work import Work, comparison
 
 TASK_LABELS = {"full_class": "CIFAR-10 full class", "random_subset": "CIFAR-10 random 10%",
@@ -241,19 +241,17 @@ def work(settings) -> Work:
 
 # ---------------------------------------------------------------------------- variance study
 
-def variance_runs(cfg: Ch4Config, picks: dict[str, dict], *, device, root=None, retain_eval: int | None,
-                  levels: tuple[int, ...] = (0, 1), knobs: dict | None = None) -> pd.DataFrame:
+def variance_runs(cfg: Ch4Config, picks: dict[str, dict], base: ProblemSpec, *, device, retain_eval: int | None,
+                  levels: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
     """Every method of ``cfg.variance_methods`` (its tuned pick on the random subset) at every
     combination of original seed, forget draw and method seed in ``levels`` (2×2×2 runs each,
-    cached like every run). Rows: method, original_seed, forget_seed, method_seed, FA, TA,
-    avg_gap (to the retrained model of the forget draw). ``knobs``: the chapter's problem knobs
-    (:data:`.tasks.SCENARIO_KNOBS`)."""
+    cached like every run), on the problem of ``base`` (the run's random-subset spec, its knobs
+    and data root) with its seeds replaced. Rows: method, original_seed, forget_seed,
+    method_seed, FA, TA, avg_gap (to the retrained model of the forget draw)."""
     rows = []
     for original_seed in levels:
         for forget_seed in levels:
-            problem = build(spec("random_subset", cfg.profile, seed=forget_seed, original_seed=original_seed, root=root,
-                                 **{k: v for k, v in (knobs or {}).items() if k in PROBLEM_KNOBS["random_subset"]}),
-                            device=device)
+            problem = build(replace(base, seed=forget_seed, original_seed=original_seed), device=device)
             reference = reference_metrics(problem, "retrained", device=device, retain_eval=retain_eval)
             for name in cfg.variance_methods:
                 for method_seed in levels:
