@@ -51,10 +51,11 @@ class DryRun:
 
     per_class: images (or texts) kept a class in every part of a loaded dataset; a class with
     fewer keeps all. test_per_class: the same for an image dataset's test part (every run scores
-    its test set: whole ResNet-18 parts were most of chapter 4's dry run). subjects: face subjects kept (the lowest ids); per_subject: face images
-    kept a subject. image_stride: an image of CIFAR-10, CIFAR-100 or RAF-DB keeps every
-    ``image_stride``-th pixel row and column while its side stays at least :data:`MIN_SIDE`. train_steps: optimizer steps of a training. max_batches: batches of one
-    unlearning pass. batch_cap: samples a training or unlearning batch keeps (evaluation sees
+    its test set: whole ResNet-18 parts were most of chapter 4's dry run). subjects: face
+    subjects kept (the lowest ids); per_subject: face images kept a subject. image_stride: an
+    image of CIFAR-10, CIFAR-100 or RAF-DB keeps every ``image_stride``-th pixel row and column
+    while its side stays at least :data:`MIN_SIDE`. train_steps: optimizer steps of a training.
+    max_batches: batches of one unlearning pass. batch_cap: samples a training or unlearning batch keeps (evaluation sees
     every sample). cache / data: the temporary cache
     root and data root (set by :func:`enable`). standins: the datasets written as stand-ins.
     """
@@ -177,7 +178,7 @@ def shrink(data: Any) -> Any:
         return replace(data, images=data.images.subset(index), sequence=data.sequence[index])
     parts = {name: getattr(data, name) for name in ("train", "val", "test") if hasattr(data, name)}
     keep = {"train": _ACTIVE.per_class, "val": _ACTIVE.per_class, "test": _ACTIVE.test_per_class}
-    coarser = _coarser if isinstance(data, ImageData) else (lambda part: part)  # CIFAR-10 and CIFAR-100
+    coarser = _coarser if isinstance(data, ImageData) else (lambda part: part)  # CIFAR-10, CIFAR-100, RAF-DB
     return replace(data, **{name: coarser(part.subset(_per_label(part.y, keep[name])))
                             for name, part in parts.items() if part is not None})
 

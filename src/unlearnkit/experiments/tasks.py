@@ -286,6 +286,12 @@ def train_original(task: ImageTask, *, seed: int, device, root=None, num_classes
                          device=device, progress=progress)
 
 
+def split_key(split: Split) -> dict:
+    """What identifies ``split`` in a cache key: its ``info`` without the provenance text and
+    the part sizes (the same split read from another copy of the data keeps its key)."""
+    return {k: v for k, v in split.info.items() if k not in ("source", "counts")}
+
+
 def train_retrained(task: ImageTask, split: Split, *, seed: int, device,
                     progress: bool = True) -> tuple[nn.Module, dict]:
     """The gold standard: ``task.train`` from scratch on ``split.retain`` only.
@@ -293,9 +299,8 @@ def train_retrained(task: ImageTask, split: Split, *, seed: int, device,
     ``info`` adds ``seconds_this_run`` (see :func:`retrain_seconds_this_run`), the retraining
     time to compare with unlearning methods timed in the same run.
     """
-    forget_key = {k: v for k, v in split.info.items() if k not in ("source", "counts")}
     model, info = _train_cached(task, "retrained", split.retain, split.num_classes, seed,
-                                {"split": forget_key, "retain_size": len(split.retain)},
+                                {"split": split_key(split), "retain_size": len(split.retain)},
                                 device=device, progress=progress)
     seconds = retrain_seconds_this_run(task, split, seed, info, device=device)
     return model, {**info, "seconds_this_run": seconds}
@@ -360,8 +365,7 @@ def make_problem(task: ImageTask, scenario: str, *, seed: int, device, root=None
     retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
     models = [_model_row("original", task, original_seed, info_o, original, split, device=device),
               _model_row("retrained", task, seed, info_r, retrained, split, device=device)]
-    split_key = {k: v for k, v in split.info.items() if k not in ("source", "counts")}
-    key = {"task": as_dict(task), "split": split_key, "original": models[0]["cache_key"],
+    key = {"task": as_dict(task), "split": split_key(split), "original": models[0]["cache_key"],
            "retrained": models[1]["cache_key"]}
     return Problem(task=task.dataset, scenario=scenario, seed=seed, split=split, original=original.eval(),
                    retrained=retrained.eval(), retrain_seconds=float(info_r["seconds_this_run"]),
@@ -514,8 +518,8 @@ def sub_class_problem(seed: int, *, device, root=None, progress: bool = False) -
     retrained, info_r = train_retrained(task, split, seed=seed, device=device, progress=progress)
     models = _plain_rows("cifar20", task.model, seed, [("original", original, info_o), ("retrained", retrained, info_r)],
                          split.test, device=device)
-    problem_key = {"task": as_dict(task), "split": {k: v for k, v in split.info.items() if k not in ("source", "counts")},
-                   "original": models[0]["cache_key"], "retrained": models[1]["cache_key"]}
+    problem_key = {"task": as_dict(task), "split": split_key(split), "original": models[0]["cache_key"],
+                   "retrained": models[1]["cache_key"]}
     return Problem("cifar20", "sub_class", seed, split, original, retrained, float(info_r["seconds_this_run"]),
                    task.train.epochs, models, problem_key)
 
@@ -541,7 +545,7 @@ def released_face_problem(source: str, profile: str, seed: int, *, image_size: i
     key = {"dataset": source, "size": image_size, "train": as_dict(recipe)}
     example = split.retain.x[0]
 
-    def build() -> nn.Module:
+    def untrained() -> nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             return build_model(recipe.model, split.num_classes, in_channels=example.shape[0],
@@ -549,7 +553,7 @@ def released_face_problem(source: str, profile: str, seed: int, *, image_size: i
 
     def trained(role: str, data: TensorSet):
         fit = lambda m: train_model(m, data, recipe, device=device, progress=progress, desc=f"{role} seed {seed}")
-        return cached_train({"role": role, **key}, build, fit, device=device)
+        return cached_train({"role": role, **key}, untrained, fit, device=device)
 
     (original, info_o), (retrained, info_r) = trained("original", split.train), trained("retrained", split.retain)
     models = _plain_rows(source, recipe.model, seed, [("original", original, info_o), ("retrained", retrained, info_r)],
